@@ -1,0 +1,245 @@
+#include "support/process.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+namespace maritaca::test {
+
+std::string bin_path(const std::string& program) {
+  return std::string{MARITACA_BIN_DIR} + "/" + program;
+}
+
+child_process::child_process(std::vector<std::string> argv,
+                             std::string ready_prefix) {
+  int fds[2];
+  if (pipe(fds) != 0)
+    throw std::runtime_error("pipe failed");
+  pid_ = fork();
+  if (pid_ < 0)
+    throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    // Child: stdout into the pipe, stderr stays the test's stderr.
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    perror("execv");
+    _exit(127);
+  }
+  close(fds[1]);
+  stdout_fd_ = fds[0];
+  if (ready_prefix.empty())
+    return;
+  // Read byte by byte until a line with the prefix arrives (or 10 s pass).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string line;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{stdout_fd_, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0)
+      continue;
+    char c;
+    if (read(stdout_fd_, &c, 1) != 1)
+      break;
+    if (c != '\n') {
+      line += c;
+      continue;
+    }
+    if (line.rfind(ready_prefix, 0) == 0) {
+      first_line_ = line;
+      return;
+    }
+    line.clear();
+  }
+  kill(SIGKILL);
+  wait();
+  throw std::runtime_error("child " + argv[0] + " did not print a line with '"
+                           + ready_prefix + "'");
+}
+
+child_process::~child_process() {
+  if (pid_ > 0) {
+    kill(SIGTERM);
+    // Give it a moment to exit cleanly, then insist.
+    for (int i = 0; i < 50; ++i) {
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  if (stdout_fd_ >= 0)
+    close(stdout_fd_);
+}
+
+void child_process::kill(int signal) {
+  if (pid_ > 0)
+    ::kill(pid_, signal);
+}
+
+int child_process::wait() {
+  if (pid_ <= 0)
+    return -1;
+  int status = 0;
+  if (waitpid(pid_, &status, 0) != pid_)
+    return -1;
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+namespace {
+
+std::vector<std::string> sim_args(std::vector<std::string> extra) {
+  std::vector<std::string> args{bin_path("maritaca-sim"), "--listen",
+                                "127.0.0.1:0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+} // namespace
+
+sim_process::sim_process(std::vector<std::string> extra_args)
+  : proc_(sim_args(std::move(extra_args)), "http") {
+  // nop
+}
+
+std::string sim_process::origin() const {
+  auto& url = base_url();
+  auto pos = url.find('/', url.find("//") + 2);
+  return pos == std::string::npos ? url : url.substr(0, pos);
+}
+
+int sim_process::port() const {
+  auto o = origin();
+  return std::atoi(o.substr(o.rfind(':') + 1).c_str());
+}
+
+test_cert make_test_cert(const std::string& dns_name) {
+  static std::mutex mtx;
+  static std::map<std::string, test_cert> made;
+  std::lock_guard<std::mutex> guard{mtx};
+  if (auto i = made.find(dns_name); i != made.end())
+    return i->second;
+  char tmpl[] = "/tmp/maritaca-cert-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr)
+    throw std::runtime_error("mkdtemp failed");
+  test_cert result{std::string{tmpl} + "/cert.pem",
+                   std::string{tmpl} + "/key.pem"};
+  auto cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN="
+             + dns_name + "' -addext 'subjectAltName=DNS:" + dns_name
+             + ",IP:127.0.0.1' -keyout " + result.key_file + " -out "
+             + result.cert_file + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0)
+    throw std::runtime_error("openssl failed to make a certificate");
+  made.emplace(dns_name, result);
+  return result;
+}
+
+namespace {
+
+int raw_exchange(int port, const std::string& request, std::string& body) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  size_t sent = 0;
+  while (sent < request.size()) {
+    auto n = write(fd, request.data() + sent, request.size() - sent);
+    if (n <= 0) {
+      close(fd);
+      return -1;
+    }
+    sent += static_cast<size_t>(n);
+  }
+  std::string response;
+  char buf[4096];
+  for (;;) {
+    auto n = read(fd, buf, sizeof(buf));
+    if (n <= 0)
+      break;
+    response.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  auto head_end = response.find("\r\n\r\n");
+  if (response.rfind("HTTP/1.", 0) != 0 || head_end == std::string::npos)
+    return -1;
+  auto head = response.substr(0, head_end);
+  body = response.substr(head_end + 4);
+  // Undo chunked transfer coding when present.
+  std::string lower = head;
+  for (auto& c : lower)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.find("transfer-encoding: chunked") != std::string::npos) {
+    std::string plain;
+    size_t pos = 0;
+    while (pos < body.size()) {
+      auto eol = body.find("\r\n", pos);
+      if (eol == std::string::npos)
+        break;
+      auto len = std::strtoul(body.substr(pos, eol - pos).c_str(), nullptr,
+                              16);
+      if (len == 0)
+        break;
+      plain += body.substr(eol + 2, len);
+      pos = eol + 2 + len + 2;
+    }
+    body = std::move(plain);
+  }
+  return std::atoi(head.substr(9, 3).c_str());
+}
+
+} // namespace
+
+int http_get(int port, const std::string& target, std::string& body) {
+  return raw_exchange(port,
+                      "GET " + target
+                        + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          "Connection: close\r\n\r\n",
+                      body);
+}
+
+int http_post(int port, const std::string& target, const std::string& json,
+              std::string& body, const std::string& extra_headers) {
+  return raw_exchange(port,
+                      "POST " + target
+                        + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          "Connection: close\r\nContent-Type: "
+                          "application/json\r\nContent-Length: "
+                        + std::to_string(json.size()) + "\r\n" + extra_headers
+                        + "\r\n" + json,
+                      body);
+}
+
+} // namespace maritaca::test

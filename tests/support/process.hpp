@@ -1,0 +1,93 @@
+#pragma once
+
+/// @file
+/// Test support: runs a program of this project (maritaca-sim,
+/// maritaca-gateway, maritaca) as a child process on loopback, and makes
+/// self-signed certificates with the openssl CLI.
+
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace maritaca::test {
+
+/// Returns the path of a program built into the binary directory.
+std::string bin_path(const std::string& program);
+
+/// A child process; killed (SIGTERM, then SIGKILL) and reaped on destruction.
+class child_process {
+public:
+  /// Starts `argv[0]` with `argv`. When `ready_prefix` is not empty, waits
+  /// (up to 10 s) for the first stdout line starting with it and keeps that
+  /// line in `first_line()`.
+  child_process(std::vector<std::string> argv, std::string ready_prefix = {});
+
+  ~child_process();
+
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  /// The line waited for, e.g. "http://127.0.0.1:40123/api".
+  const std::string& first_line() const noexcept { return first_line_; }
+
+  /// The process id.
+  pid_t pid() const noexcept { return pid_; }
+
+  /// Sends `signal` to the child.
+  void kill(int signal);
+
+  /// Waits for the child to exit and returns its exit status (-1 on error).
+  int wait();
+
+private:
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string first_line_;
+};
+
+/// maritaca-sim on 127.0.0.1 with an ephemeral port.
+class sim_process {
+public:
+  /// Starts the simulator with extra flags (e.g. "--token-delay-ms", "5").
+  explicit sim_process(std::vector<std::string> extra_args = {});
+
+  /// The base URL it serves, e.g. "http://127.0.0.1:40123/api".
+  const std::string& base_url() const noexcept { return proc_.first_line(); }
+
+  /// "http://127.0.0.1:PORT" without the "/api" suffix.
+  std::string origin() const;
+
+  /// The listening port.
+  int port() const;
+
+  /// The child process.
+  child_process& process() noexcept { return proc_; }
+
+private:
+  child_process proc_;
+};
+
+/// A self-signed certificate and key in a temporary directory.
+struct test_cert {
+  /// PEM certificate (also the CA to trust).
+  std::string cert_file;
+  /// PEM private key.
+  std::string key_file;
+};
+
+/// Makes (once per process and name set) a self-signed certificate valid
+/// for `dns_name` and IP 127.0.0.1.
+test_cert make_test_cert(const std::string& dns_name = "localhost");
+
+/// Performs a blocking HTTP/1.1 request with a fresh connection (no
+/// keep-alive) against 127.0.0.1:`port`; returns the status and stores the
+/// body. A tiny independent client for checking servers in tests.
+int http_get(int port, const std::string& target, std::string& body);
+
+/// Same as http_get for POST with a JSON body and extra raw header lines
+/// (each ending in "\r\n").
+int http_post(int port, const std::string& target, const std::string& json,
+              std::string& body, const std::string& extra_headers = {});
+
+} // namespace maritaca::test

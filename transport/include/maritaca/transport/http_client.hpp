@@ -1,0 +1,191 @@
+#pragma once
+
+/// @file
+/// An asynchronous HTTP/1.1 client over TCP and TLS with a keep-alive
+/// connection pool per origin. The implementation (Boost.Beast, Asio,
+/// OpenSSL) stays behind a pimpl: this header includes neither Beast nor
+/// CAF, so the actor layer can use it cheaply.
+///
+/// Threading: the client owns an `io_context` run by its own thread(s).
+/// Every public member function is thread-safe. Observer callbacks run on an
+/// I/O thread, one at a time per exchange; they must not block.
+
+#include "maritaca/failure.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace maritaca::transport {
+
+/// One HTTP header field.
+struct header {
+  /// Field name.
+  std::string name;
+  /// Field value.
+  std::string value;
+
+  friend bool operator==(const header&, const header&) = default;
+};
+
+/// A list of header fields.
+using header_list = std::vector<header>;
+
+/// Returns the value of the first field named `name` (case-insensitive), or
+/// an empty view.
+std::string_view find_header(const header_list& fields,
+                             std::string_view name) noexcept;
+
+/// Deadlines of one exchange. A zero duration disables that deadline.
+struct timeouts {
+  /// Resolve + TCP connect + TLS handshake.
+  std::chrono::milliseconds connect{5'000};
+  /// From the request being sent to the response head arriving.
+  std::chrono::milliseconds first_byte{60'000};
+  /// Between two reads of the response body.
+  std::chrono::milliseconds idle{30'000};
+  /// The whole exchange.
+  std::chrono::milliseconds total{600'000};
+
+  friend bool operator==(const timeouts&, const timeouts&) = default;
+};
+
+/// Client-wide settings.
+struct client_config {
+  /// Threads running the I/O context.
+  std::size_t io_threads = 1;
+  /// Upper bound of open connections per origin (scheme, host, port). An
+  /// exchange beyond it waits for a connection to come back.
+  std::size_t max_connections_per_origin = 256;
+  /// Upper bound of idle connections kept per origin.
+  std::size_t max_idle_per_origin = 64;
+  /// How long an idle pooled connection is kept.
+  std::chrono::milliseconds keep_alive{60'000};
+  /// Verify the server's certificate chain and host name (HTTPS).
+  bool verify_peer = true;
+  /// Extra PEM file of trusted CAs (added to the system store).
+  std::string ca_file;
+  /// Upper bound of a non-streamed response body.
+  std::size_t max_body_bytes = 32u << 20;
+  /// Upper bound of the response head.
+  std::size_t max_header_bytes = 64u << 10;
+};
+
+/// One request.
+struct request {
+  /// HTTP method.
+  std::string method = "POST";
+  /// Absolute `http://` or `https://` URL.
+  std::string url;
+  /// Extra header fields (Host, Content-Length and User-Agent are set by the
+  /// client unless given). Values with CR, LF or NUL are refused with
+  /// `errc::invalid_argument`.
+  header_list fields;
+  /// Request body.
+  std::string body;
+  /// Deadlines.
+  transport::timeouts limits;
+  /// Deliver the body in pieces as they arrive (`observer::on_data` per
+  /// read) instead of once, complete, at the end.
+  bool stream = false;
+};
+
+/// The status line and fields of a response.
+struct response_head {
+  /// HTTP status code.
+  int status = 0;
+  /// Header fields.
+  header_list fields;
+};
+
+/// Receives the events of one exchange: `on_head`, then `on_data` zero or
+/// more times, then exactly one of `on_done` or `on_failure` (which may also
+/// come without any event before it).
+class observer {
+public:
+  virtual ~observer();
+
+  /// The response head arrived.
+  virtual void on_head(const response_head& head) = 0;
+
+  /// A piece of the body arrived. Returning false pauses reading from the
+  /// socket until `http_client::resume` (back-pressure); the idle deadline
+  /// does not run while paused.
+  virtual bool on_data(std::string_view bytes) = 0;
+
+  /// The body is complete.
+  virtual void on_done() = 0;
+
+  /// The exchange failed or was cancelled (`errc::cancelled`).
+  virtual void on_failure(const failure& what) = 0;
+};
+
+/// Identifies an exchange for `cancel` and `resume`.
+using exchange_id = uint64_t;
+
+/// Counters of the connection pool.
+struct pool_stats {
+  /// TCP connections opened so far.
+  uint64_t connections_opened = 0;
+  /// Exchanges that reused a pooled connection.
+  uint64_t connections_reused = 0;
+  /// Exchanges running now.
+  uint64_t active = 0;
+  /// Idle pooled connections now.
+  uint64_t idle = 0;
+};
+
+/// The client. Destruction cancels running exchanges (each observer gets
+/// `on_failure(cancelled)`) and joins the I/O threads.
+class http_client {
+public:
+  /// Starts the I/O threads.
+  explicit http_client(client_config cfg = {});
+
+  ~http_client();
+
+  http_client(const http_client&) = delete;
+  http_client& operator=(const http_client&) = delete;
+
+  /// Starts an exchange; events go to `obs`.
+  exchange_id start(request req, std::shared_ptr<observer> obs);
+
+  /// Aborts an exchange: closes its connection (never pooled again) and
+  /// reports `errc::cancelled` unless it already ended.
+  void cancel(exchange_id id);
+
+  /// Resumes reading after `observer::on_data` returned false.
+  void resume(exchange_id id);
+
+  /// Returns the pool counters.
+  pool_stats stats() const;
+
+  /// Returns the configuration.
+  const client_config& config() const noexcept;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// The parts of an absolute URL.
+struct url_parts {
+  /// "http" or "https".
+  std::string scheme;
+  /// Host name or address (without brackets for IPv6).
+  std::string host;
+  /// Port (defaulted from the scheme).
+  uint16_t port = 0;
+  /// Path and query, at least "/".
+  std::string target;
+};
+
+/// Parses an absolute http(s) URL; returns a failure with
+/// `errc::invalid_argument` when it is not one.
+failure parse_url(std::string_view url, url_parts& out);
+
+} // namespace maritaca::transport
