@@ -1,0 +1,235 @@
+#pragma once
+
+/// @file
+/// The chat model: what users hold. A cheap, copyable handle to a runtime
+/// (a transport actor and a dispatcher, optionally an actor system of its
+/// own) plus the settings of its asks.
+///
+/// | blocking (plain code)  | asynchronous                               |
+/// |------------------------|--------------------------------------------|
+/// | `invoke()`             | `ainvoke()` -> future, or from an actor    |
+/// | `stream()` (iterate)   | `astream()` -> a subscriber actor          |
+/// | `batch()`              | `abatch()` -> future, or from an actor     |
+
+#include "maritaca/dispatcher.hpp"
+#include "maritaca/error.hpp"
+#include "maritaca/messages.hpp"
+#include "maritaca/options.hpp"
+#include "maritaca/transport/transport_actor.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <future>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace caf {
+class actor_system_config;
+} // namespace caf
+
+namespace maritaca {
+
+class chunk_stream;
+
+/// A chat model (the C++ `ChatMaritaca`).
+class chat_model {
+public:
+  /// Result of a blocking ask.
+  using result_type = caf::expected<ai_message>;
+
+  /// Creates a model with its own actor system (configured by
+  /// `maritaca::configure`).
+  explicit chat_model(model_config cfg = model_config::from_env());
+
+  /// Creates a model on the caller's actor system (which should have been
+  /// configured with `maritaca::configure` for readable errors).
+  explicit chat_model(caf::actor_system& sys,
+                      model_config cfg = model_config::from_env());
+
+  /// Returns a model sharing this one's runtime (and so its concurrency and
+  /// rate limits) with other per-ask settings. Only the "what to ask" and
+  /// "how" fields of `cfg` take effect; endpoint and limits stay.
+  chat_model with_config(model_config cfg) const;
+
+  /// Returns a model whose asks offer `tools` (and `choice`).
+  chat_model bind_tools(std::vector<tool_spec> tools,
+                        std::optional<tool_choice> choice = {}) const;
+
+  // -- blocking -----------------------------------------------------------------
+
+  /// Asks and waits for the answer.
+  result_type invoke(input in) const;
+
+  /// Asks with a streamed answer; iterate the chunks in a plain loop.
+  chunk_stream stream(input in) const;
+
+  /// Asks all, at most `max_concurrency` at once, and returns the answers in
+  /// input order; each is a message or its own error.
+  std::vector<result_type> batch(std::vector<input> ins) const;
+
+  /// Lists the service's models.
+  caf::expected<std::vector<model_info>> models() const;
+
+  // -- asynchronous, for plain code ---------------------------------------------
+
+  /// Asks without blocking; the future becomes ready with the answer.
+  std::future<result_type> ainvoke(input in) const;
+
+  /// `batch` without blocking.
+  std::future<std::vector<result_type>> abatch(std::vector<input> ins) const;
+
+  /// Streams the answer to `subscriber` (which receives `chat_chunk`s, then
+  /// `stream_done` or `stream_failed`). Returns the ask's id (see `cancel`).
+  uint64_t astream(caf::actor subscriber, input in) const;
+
+  /// Cancels the ask `id`: its requester gets `errc::cancelled`, a running
+  /// HTTP exchange is aborted and the slot freed.
+  void cancel(uint64_t id) const;
+
+  // -- asynchronous, for actors -------------------------------------------------
+
+  /// Sends an ask from `self`: `model.ainvoke(self, "Oi").then(...)`.
+  template <class Self>
+  auto ainvoke(Self* self, input in) const {
+    return self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+                         make_ask(std::move(in)));
+  }
+
+  /// Sends a streamed ask from `self`; chunks go to `subscriber`, the
+  /// aggregated answer is also the response to `self`.
+  template <class Self>
+  auto astream(Self* self, caf::actor subscriber, input in) const {
+    return self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+                         make_ask(std::move(in), {std::move(subscriber)}));
+  }
+
+  /// Sends all asks from `self` and calls `f` with the results in input
+  /// order once all are in.
+  void abatch(caf::event_based_actor* self, std::vector<input> ins,
+              std::function<void(std::vector<result_type>)> f) const;
+
+  // -- building blocks ----------------------------------------------------------
+
+  /// Builds the request body for `in` with this model's settings.
+  chat_request make_request(input in) const;
+
+  /// Builds an ask (fresh id) for `in`.
+  ask make_ask(input in, std::vector<caf::actor> subscribers = {}) const;
+
+  /// The dispatcher of the runtime.
+  dispatcher_actor dispatcher() const;
+
+  /// The transport of the runtime.
+  transport::transport_actor transport() const;
+
+  /// The actor system.
+  caf::actor_system& system() const;
+
+  /// The settings.
+  const model_config& config() const noexcept { return config_; }
+
+  /// Shuts the runtime down now: queued and running asks end with
+  /// `errc::cancelled`. Also happens when the last handle goes away.
+  void shutdown() const;
+
+private:
+  struct runtime;
+
+  chat_model(std::shared_ptr<runtime> rt, model_config cfg);
+
+  std::shared_ptr<runtime> rt_;
+  model_config config_;
+};
+
+/// Iterates the chunks of a streamed answer from plain code:
+/// `for (auto& chunk : model.stream("Tell a story.")) ...`. Once the loop
+/// ends, `result()` holds the whole answer or the error.
+class chunk_stream {
+public:
+  /// Input iterator over the chunks.
+  class iterator {
+  public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = chat_chunk;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const chat_chunk*;
+    using reference = const chat_chunk&;
+
+    iterator() = default;
+    explicit iterator(chunk_stream* s) : stream_(s) { ++*this; }
+
+    reference operator*() const { return current_; }
+    pointer operator->() const { return &current_; }
+
+    iterator& operator++() {
+      if (auto x = stream_->next())
+        current_ = std::move(*x);
+      else
+        stream_ = nullptr;
+      return *this;
+    }
+
+    void operator++(int) { ++*this; }
+
+    friend bool operator==(const iterator& x, const iterator& y) {
+      return x.stream_ == y.stream_;
+    }
+
+  private:
+    chunk_stream* stream_ = nullptr;
+    chat_chunk current_;
+  };
+
+  chunk_stream(chunk_stream&&) noexcept;
+  chunk_stream& operator=(chunk_stream&&) noexcept;
+  ~chunk_stream();
+
+  /// Waits for the next chunk; `nullopt` once the stream ended.
+  std::optional<chat_chunk> next();
+
+  /// Waits for the end and returns the aggregated answer or the error.
+  const chat_model::result_type& result();
+
+  /// Cancels the stream (the answer becomes `errc::cancelled`).
+  void cancel();
+
+  /// The ask's id.
+  uint64_t id() const noexcept { return id_; }
+
+  iterator begin() { return iterator{this}; }
+  iterator end() { return iterator{}; }
+
+private:
+  friend class chat_model;
+
+  chunk_stream(const chat_model& model, input in);
+
+  std::unique_ptr<caf::scoped_actor> self_;
+  dispatcher_actor dispatcher_;
+  std::chrono::milliseconds timeout_;
+  uint64_t id_ = 0;
+  bool ended_ = false;
+  chat_model::result_type result_;
+};
+
+/// Prepares `cfg` for maritaca: registers the error category renderer.
+void configure(caf::actor_system_config& cfg);
+
+/// Waits for all futures and returns their values in order (the seed's
+/// `asyncio.gather`).
+template <class T>
+std::vector<T> gather(std::vector<std::future<T>> futures) {
+  std::vector<T> result;
+  result.reserve(futures.size());
+  for (auto& f : futures)
+    result.push_back(f.get());
+  return result;
+}
+
+} // namespace maritaca
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::input)

@@ -1,0 +1,58 @@
+#pragma once
+
+/// @file
+/// The dispatcher: the only way to the wire. It admits at most
+/// `limits::max_concurrency` requests at once (and, optionally, requests
+/// and tokens per minute), queues the rest -- FIFO within a lane, lanes
+/// taking turns -- refuses asks beyond `limits::max_queue` with
+/// `errc::overloaded`, and frees a slot exactly when a request actor ends.
+
+#include "maritaca/messages.hpp"
+#include "maritaca/options.hpp"
+#include "maritaca/transport/transport_actor.hpp"
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <vector>
+
+namespace maritaca {
+
+/// Internal: a request actor reports the tokens an ask used.
+using settle_atom = caf::atom_constant<caf::atom("m_settle")>;
+
+/// The dispatcher's interface.
+/// - `(ask_atom, ask)` -> `ai_message`: run an ask (streamed when it has
+///   subscribers); errors have category `maritaca`.
+/// - `(cancel_atom, id)`: cancel a queued or running ask; its requester gets
+///   `errc::cancelled` (and subscribers `stream_failed`).
+/// - `(models_atom)` -> `std::vector<model_info>`: `GET /models`.
+/// - `(stats_atom)` -> `dispatcher_stats`.
+using dispatcher_actor = caf::typed_actor<
+  caf::replies_to<ask_atom, ask>::with<ai_message>,
+  caf::reacts_to<cancel_atom, uint64_t>,
+  caf::replies_to<models_atom>::with<std::vector<model_info>>,
+  caf::replies_to<stats_atom>::with<dispatcher_stats>,
+  caf::reacts_to<settle_atom, uint64_t, int64_t>,
+  caf::reacts_to<tick_atom>>;
+
+/// Where requests go: the endpoint part of a `model_config`.
+struct endpoint {
+  /// API base URL.
+  std::string base_url;
+  /// API key (empty: no Authorization header).
+  std::string api_key;
+  /// Extra header fields.
+  transport::header_list extra_headers;
+};
+
+/// Spawns a dispatcher sending through `wire`. When the dispatcher exits,
+/// queued asks get `errc::cancelled` and running request actors (linked to
+/// it) cancel their exchanges and reply `cancelled` as well.
+dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
+                                  transport::transport_actor wire,
+                                  endpoint where, limits admission);
+
+} // namespace maritaca
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::endpoint)

@@ -1,0 +1,209 @@
+#pragma once
+
+/// @file
+/// The actor protocol: atoms, the ask message, answers, and what stream
+/// subscribers receive.
+///
+/// A subscriber of a streamed ask receives `chat_chunk` messages in order,
+/// then exactly one `stream_done` or `stream_failed`. Some chunks arrive as
+/// requests: a handler returning `void` answers them automatically, and
+/// those answers are the credit of the back-pressure protocol (a subscriber
+/// that falls behind makes the request stop reading the socket).
+
+#include "maritaca/failure.hpp"
+#include "maritaca/options.hpp"
+#include "maritaca/transport/transport_actor.hpp"
+#include "maritaca/types.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace maritaca {
+
+// -- atoms ----------------------------------------------------------------------
+
+/// Ask something (dispatcher, session).
+using ask_atom = caf::atom_constant<caf::atom("m_ask")>;
+/// Ask something, streaming the answer to a subscriber.
+using stream_atom = caf::atom_constant<caf::atom("m_stream")>;
+/// Cancel an ask by its id.
+using cancel_atom = caf::atom_constant<caf::atom("m_cancel")>;
+/// Query counters.
+using stats_atom = caf::atom_constant<caf::atom("m_stats")>;
+/// List the service's models.
+using models_atom = caf::atom_constant<caf::atom("m_models")>;
+/// Read a session's history.
+using history_atom = caf::atom_constant<caf::atom("m_history")>;
+/// Clear a session's history.
+using clear_atom = caf::atom_constant<caf::atom("m_clear")>;
+/// Save a session as JSON.
+using save_atom = caf::atom_constant<caf::atom("m_save")>;
+/// Load a session from JSON.
+using load_atom = caf::atom_constant<caf::atom("m_load")>;
+/// Internal: start a request actor.
+using run_atom = caf::atom_constant<caf::atom("m_run")>;
+/// Internal: wake up (retry timers, rate-limit timers).
+using tick_atom = caf::atom_constant<caf::atom("m_tick")>;
+
+// -- input ----------------------------------------------------------------------
+
+/// What a caller asks: a string, a list of (role, text) pairs, or full
+/// messages -- the three forms of the seed. Roles "human" and "ai" are
+/// accepted as aliases of "user" and "assistant".
+struct input {
+  /// The conversation to send.
+  std::vector<chat_message> messages;
+
+  /// An empty input.
+  input() = default;
+
+  /// One user message.
+  input(const char* text) : input(std::string{text}) {}
+
+  /// One user message.
+  input(std::string text) {
+    messages.push_back(chat_message::user(std::move(text)));
+  }
+
+  /// (role, text) pairs, e.g. `{{"system", "..."}, {"human", "Oi!"}}`.
+  input(std::initializer_list<std::pair<std::string, std::string>> pairs);
+
+  /// (role, text) pairs.
+  input(const std::vector<std::pair<std::string, std::string>>& pairs);
+
+  /// Full messages.
+  input(std::vector<chat_message> msgs) : messages(std::move(msgs)) {}
+};
+
+/// Maps LangChain-style role aliases ("human", "ai") to API roles.
+std::string normalize_role(std::string role);
+
+// -- answers --------------------------------------------------------------------
+
+/// The answer to an ask: the assistant's message and its metadata.
+struct ai_message {
+  /// The ask's id (see `ask::id`).
+  uint64_t request_id = 0;
+  /// Completion id from the service.
+  std::string id;
+  /// Model that answered.
+  std::string model;
+  /// The assistant's message (content and tool calls).
+  chat_message message;
+  /// "stop", "length", "tool_calls", ...
+  std::string finish_reason;
+  /// Token accounting, when the service reported it.
+  std::optional<maritaca::usage> usage;
+  /// Attempts it took (1 without retries).
+  uint32_t attempts = 1;
+
+  /// The answer's text.
+  const std::string& content() const noexcept { return message.text(); }
+
+  /// The tool calls of the answer.
+  const std::vector<tool_call>& tool_calls() const noexcept {
+    return message.tool_calls;
+  }
+};
+
+/// One streamed piece of an answer.
+struct chat_chunk {
+  /// The ask's id.
+  uint64_t request_id = 0;
+  /// Position of this chunk in the stream, from 0.
+  uint64_t seq = 0;
+  /// Choice index.
+  int64_t index = 0;
+  /// Content delta (may be empty).
+  std::string content;
+  /// Tool-call deltas (argument pieces join by `index`).
+  std::vector<tool_call_delta> tool_calls;
+  /// Set on the last chunk of a choice.
+  std::string finish_reason;
+  /// Set on the usage chunk at the end.
+  std::optional<maritaca::usage> usage;
+};
+
+/// Ends a stream that succeeded; carries the aggregated answer.
+struct stream_done {
+  /// The ask's id.
+  uint64_t request_id = 0;
+  /// The whole answer: content joined, tool calls joined by index, usage.
+  ai_message message;
+};
+
+/// Ends a stream that failed (after zero or more chunks).
+struct stream_failed {
+  /// The ask's id.
+  uint64_t request_id = 0;
+  /// What went wrong (category `maritaca`).
+  caf::error error;
+};
+
+// -- asks -----------------------------------------------------------------------
+
+/// Returns a process-wide unique ask id.
+uint64_t next_request_id() noexcept;
+
+/// Per-ask settings that override the model's.
+struct ask_options {
+  /// Deadlines of each attempt.
+  transport::timeouts timeouts;
+  /// Retries.
+  retry_policy retry;
+  /// Stream credit window.
+  uint32_t stream_window = 64;
+};
+
+/// One ask, as the dispatcher receives it.
+struct ask {
+  /// Unique id (see `next_request_id`), also the handle for cancelling.
+  uint64_t id = 0;
+  /// Fairness lane: asks of one lane are FIFO, lanes take turns. 0 means
+  /// "the sender's own lane".
+  uint64_t lane = 0;
+  /// The request body (its `stream` flag is set from `subscribers`).
+  chat_request body;
+  /// Deadlines, retries, window.
+  ask_options options;
+  /// Receivers of `chat_chunk` / `stream_done` / `stream_failed`; a
+  /// non-empty list makes the ask stream.
+  std::vector<caf::actor> subscribers;
+};
+
+/// Counters of a dispatcher.
+struct dispatcher_stats {
+  /// Requests on the wire now.
+  std::size_t in_flight = 0;
+  /// Highest `in_flight` seen.
+  std::size_t max_in_flight = 0;
+  /// Asks waiting now.
+  std::size_t queued = 0;
+  /// Asks admitted so far.
+  uint64_t admitted = 0;
+  /// Asks that ended so far (any way).
+  uint64_t completed = 0;
+  /// Asks refused with `overloaded`.
+  uint64_t rejected = 0;
+  /// Asks cancelled (queued or running).
+  uint64_t cancelled = 0;
+};
+
+} // namespace maritaca
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::ai_message)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::chat_chunk)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::stream_done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::stream_failed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::ask)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::dispatcher_stats)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::chat_message)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<maritaca::chat_message>)

@@ -1,0 +1,131 @@
+#pragma once
+
+/// @file
+/// Configuration of a chat model: what to ask (model and sampling
+/// parameters), where (base URL, key, TLS), and how (deadlines, retries,
+/// concurrency and rate limits).
+
+#include "maritaca/transport/http_client.hpp"
+#include "maritaca/types.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace maritaca {
+
+/// When and how a failed attempt is tried again (the openai-python rules).
+struct retry_policy {
+  /// Attempts after the first one.
+  uint32_t max_retries = 2;
+  /// First backoff; doubles per retry.
+  std::chrono::milliseconds initial_backoff{500};
+  /// Upper bound of a computed backoff.
+  std::chrono::milliseconds max_backoff{8'000};
+  /// Upper bound of a server-given wait (`retry-after-ms` / `retry-after`);
+  /// a longer wait is not waited for: the failure is returned instead.
+  std::chrono::milliseconds max_retry_after{60'000};
+  /// Multiply computed backoffs by a random factor in [1 - jitter, 1].
+  double jitter = 0.25;
+  /// Retry 5xx answers (openai-python does; langchain-maritaca does not).
+  bool retry_server_errors = true;
+
+  friend bool operator==(const retry_policy&, const retry_policy&) = default;
+};
+
+/// The dispatcher's admission limits. Maritaca's limits are per key, so one
+/// dispatcher per key is the natural setup.
+struct limits {
+  /// Requests on the wire at once.
+  std::size_t max_concurrency = 16;
+  /// Asks waiting for a slot before new ones are refused (`overloaded`).
+  std::size_t max_queue = 10'000;
+  /// Requests per minute; 0 means unlimited.
+  uint32_t requests_per_minute = 0;
+  /// Input+output tokens per minute; 0 means unlimited. Admission uses an
+  /// estimate (prompt bytes / 4 + max_tokens) and settles with the usage the
+  /// server reports.
+  uint64_t tokens_per_minute = 0;
+
+  friend bool operator==(const limits&, const limits&) = default;
+};
+
+/// Everything a chat model needs.
+struct model_config {
+  // -- what to ask ------------------------------------------------------------
+
+  /// Model name.
+  std::string model = default_model;
+  /// Sampling temperature.
+  std::optional<double> temperature;
+  /// Nucleus sampling.
+  std::optional<double> top_p;
+  /// Upper bound of answer tokens.
+  std::optional<int64_t> max_tokens;
+  /// Stop sequences.
+  std::vector<std::string> stop;
+  /// Penalty on frequent tokens.
+  std::optional<double> frequency_penalty;
+  /// Penalty on present tokens.
+  std::optional<double> presence_penalty;
+  /// Tools bound to every ask.
+  std::vector<tool_spec> tools;
+  /// Tool choice for every ask.
+  std::optional<maritaca::tool_choice> tool_choice;
+  /// Output format for every ask.
+  std::optional<maritaca::response_format> response_format;
+
+  // -- where ------------------------------------------------------------------
+
+  /// API base URL (env `MARITACA_API_BASE`).
+  std::string base_url = default_base_url;
+  /// API key (env `MARITACA_API_KEY`); sent as `Authorization: Bearer`.
+  std::string api_key;
+  /// Extra header fields for every request.
+  transport::header_list extra_headers;
+  /// Extra trusted CA file (PEM).
+  std::string ca_file;
+  /// Verify the server's certificate and host name.
+  bool verify_peer = true;
+  /// I/O threads of the HTTP client.
+  std::size_t io_threads = 1;
+
+  // -- how --------------------------------------------------------------------
+
+  /// Deadlines of each attempt.
+  transport::timeouts timeouts;
+  /// Retries.
+  retry_policy retry;
+  /// Admission limits.
+  maritaca::limits limits;
+  /// Streams: chunks a subscriber may have unprocessed before the request
+  /// stops reading the socket (credit-based back-pressure).
+  uint32_t stream_window = 64;
+  /// Upper bound of one whole ask, queueing and retries included: the
+  /// finite timeout of every CAF request the library makes on a caller's
+  /// behalf.
+  std::chrono::milliseconds ask_timeout{15 * 60'000};
+
+  /// Returns the defaults with `MARITACA_API_KEY` and `MARITACA_API_BASE`
+  /// applied.
+  static model_config from_env();
+
+  /// Returns a copy with the model name `name`.
+  model_config with_model(std::string name) const {
+    auto result = *this;
+    result.model = std::move(name);
+    return result;
+  }
+};
+
+/// Returns the chat completions URL for `base_url` (appends
+/// "/chat/completions", avoiding a double slash).
+std::string completions_url(const std::string& base_url);
+
+/// Returns the models URL for `base_url`.
+std::string models_url(const std::string& base_url);
+
+} // namespace maritaca

@@ -1,0 +1,341 @@
+#include "maritaca/chat_model.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+
+#include <atomic>
+
+namespace maritaca {
+
+void configure(caf::actor_system_config& cfg) {
+  add_error_category(cfg);
+}
+
+// -- runtime --------------------------------------------------------------------
+
+/// The actors behind a model and, when the model made it, the actor system.
+struct chat_model::runtime {
+  std::unique_ptr<caf::actor_system_config> own_cfg;
+  std::unique_ptr<caf::actor_system> own_sys;
+  caf::actor_system* sys = nullptr;
+  transport::transport_actor wire;
+  dispatcher_actor dispatcher;
+  std::atomic<bool> down{false};
+
+  void start(const model_config& cfg) {
+    transport::client_config cc;
+    cc.io_threads = cfg.io_threads;
+    cc.ca_file = cfg.ca_file;
+    cc.verify_peer = cfg.verify_peer;
+    // The pool never needs more connections than requests on the wire.
+    cc.max_connections_per_origin = std::max<std::size_t>(
+      cfg.limits.max_concurrency, 1);
+    cc.max_idle_per_origin = cc.max_connections_per_origin;
+    wire = transport::spawn_transport(*sys, cc);
+    dispatcher = spawn_dispatcher(
+      *sys, wire, endpoint{cfg.base_url, cfg.api_key, cfg.extra_headers},
+      cfg.limits);
+  }
+
+  void stop() {
+    if (down.exchange(true))
+      return;
+    caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(wire, caf::exit_reason::user_shutdown);
+  }
+
+  ~runtime() {
+    stop();
+    // An own system waits for its actors in its destructor.
+    own_sys.reset();
+  }
+};
+
+chat_model::chat_model(model_config cfg) : config_(std::move(cfg)) {
+  rt_ = std::make_shared<runtime>();
+  rt_->own_cfg = std::make_unique<caf::actor_system_config>();
+  configure(*rt_->own_cfg);
+  rt_->own_sys = std::make_unique<caf::actor_system>(*rt_->own_cfg);
+  rt_->sys = rt_->own_sys.get();
+  rt_->start(config_);
+}
+
+chat_model::chat_model(caf::actor_system& sys, model_config cfg)
+  : config_(std::move(cfg)) {
+  rt_ = std::make_shared<runtime>();
+  rt_->sys = &sys;
+  rt_->start(config_);
+}
+
+chat_model::chat_model(std::shared_ptr<runtime> rt, model_config cfg)
+  : rt_(std::move(rt)), config_(std::move(cfg)) {
+  // nop
+}
+
+chat_model chat_model::with_config(model_config cfg) const {
+  // Endpoint and limits belong to the shared runtime.
+  cfg.base_url = config_.base_url;
+  cfg.api_key = config_.api_key;
+  cfg.extra_headers = config_.extra_headers;
+  cfg.limits = config_.limits;
+  return chat_model{rt_, std::move(cfg)};
+}
+
+chat_model chat_model::bind_tools(std::vector<tool_spec> tools,
+                                  std::optional<tool_choice> choice) const {
+  auto cfg = config_;
+  cfg.tools = std::move(tools);
+  cfg.tool_choice = std::move(choice);
+  return chat_model{rt_, std::move(cfg)};
+}
+
+dispatcher_actor chat_model::dispatcher() const {
+  return rt_->dispatcher;
+}
+
+transport::transport_actor chat_model::transport() const {
+  return rt_->wire;
+}
+
+caf::actor_system& chat_model::system() const {
+  return *rt_->sys;
+}
+
+void chat_model::shutdown() const {
+  rt_->stop();
+}
+
+// -- building blocks ------------------------------------------------------------
+
+chat_request chat_model::make_request(input in) const {
+  chat_request req;
+  req.model = config_.model;
+  req.messages = std::move(in.messages);
+  req.temperature = config_.temperature;
+  req.top_p = config_.top_p;
+  req.max_tokens = config_.max_tokens;
+  req.stop = config_.stop;
+  req.frequency_penalty = config_.frequency_penalty;
+  req.presence_penalty = config_.presence_penalty;
+  req.tools = config_.tools;
+  req.tool_choice = config_.tool_choice;
+  req.response_format = config_.response_format;
+  return req;
+}
+
+ask chat_model::make_ask(input in, std::vector<caf::actor> subscribers) const {
+  ask x;
+  x.id = next_request_id();
+  x.body = make_request(std::move(in));
+  x.options.timeouts = config_.timeouts;
+  x.options.retry = config_.retry;
+  x.options.stream_window = config_.stream_window;
+  x.subscribers = std::move(subscribers);
+  x.body.stream = !x.subscribers.empty();
+  return x;
+}
+
+// -- blocking -------------------------------------------------------------------
+
+chat_model::result_type chat_model::invoke(input in) const {
+  caf::scoped_actor self{system()};
+  result_type result{make_error(errc::cancelled, "no answer")};
+  self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+                make_ask(std::move(in)))
+    .receive([&](ai_message& msg) { result = std::move(msg); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+std::vector<chat_model::result_type>
+chat_model::batch(std::vector<input> ins) const {
+  caf::scoped_actor self{system()};
+  // All asks leave at once (one lane: FIFO among themselves); the
+  // dispatcher's limit decides how many run.
+  std::vector<result_type> results;
+  results.reserve(ins.size());
+  std::vector<decltype(self->request(dispatcher(), config_.ask_timeout,
+                                     ask_atom::value, std::declval<ask>()))>
+    pending;
+  pending.reserve(ins.size());
+  for (auto& in : ins)
+    pending.push_back(self->request(dispatcher(), config_.ask_timeout,
+                                    ask_atom::value, make_ask(std::move(in))));
+  for (auto& h : pending) {
+    result_type r{make_error(errc::cancelled, "no answer")};
+    h.receive([&](ai_message& msg) { r = std::move(msg); },
+              [&](caf::error& err) { r = std::move(err); });
+    results.push_back(std::move(r));
+  }
+  return results;
+}
+
+caf::expected<std::vector<model_info>> chat_model::models() const {
+  caf::scoped_actor self{system()};
+  caf::expected<std::vector<model_info>> result{
+    make_error(errc::cancelled, "no answer")};
+  self->request(dispatcher(), config_.ask_timeout, models_atom::value)
+    .receive([&](std::vector<model_info>& xs) { result = std::move(xs); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+chunk_stream chat_model::stream(input in) const {
+  return chunk_stream{*this, std::move(in)};
+}
+
+// -- asynchronous, plain code ---------------------------------------------------
+
+std::future<chat_model::result_type> chat_model::ainvoke(input in) const {
+  auto prom = std::make_shared<std::promise<result_type>>();
+  auto fut = prom->get_future();
+  auto disp = dispatcher();
+  auto timeout = config_.ask_timeout;
+  // A small actor per future: it asks, then fulfils the promise and ends.
+  system().spawn([prom, disp, timeout,
+                  x = make_ask(std::move(in))](caf::event_based_actor* self) {
+    self->request(disp, timeout, ask_atom::value, x)
+      .then([prom](ai_message& msg) { prom->set_value(std::move(msg)); },
+            [prom](caf::error& err) { prom->set_value(std::move(err)); });
+  });
+  return fut;
+}
+
+void chat_model::abatch(caf::event_based_actor* self, std::vector<input> ins,
+                        std::function<void(std::vector<result_type>)> f) const {
+  struct collector {
+    std::vector<result_type> results;
+    std::size_t missing;
+    std::function<void(std::vector<result_type>)> done;
+  };
+  auto n = ins.size();
+  auto c = std::make_shared<collector>();
+  c->results.resize(n, result_type{make_error(errc::cancelled, "no answer")});
+  c->missing = n;
+  c->done = std::move(f);
+  if (n == 0) {
+    c->done({});
+    return;
+  }
+  auto finish_one = [c](std::size_t i, result_type r) {
+    c->results[i] = std::move(r);
+    if (--c->missing == 0)
+      c->done(std::move(c->results));
+  };
+  for (std::size_t i = 0; i < n; ++i)
+    self
+      ->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+                make_ask(std::move(ins[i])))
+      .then([=](ai_message& msg) { finish_one(i, std::move(msg)); },
+            [=](caf::error& err) { finish_one(i, std::move(err)); });
+}
+
+std::future<std::vector<chat_model::result_type>>
+chat_model::abatch(std::vector<input> ins) const {
+  using results = std::vector<result_type>;
+  auto prom = std::make_shared<std::promise<results>>();
+  auto fut = prom->get_future();
+  auto model = *this;
+  system().spawn([prom, model, ins = std::move(ins)](
+                   caf::event_based_actor* self) mutable {
+    model.abatch(self, std::move(ins),
+                 [prom](results rs) { prom->set_value(std::move(rs)); });
+  });
+  return fut;
+}
+
+uint64_t chat_model::astream(caf::actor subscriber, input in) const {
+  auto x = make_ask(std::move(in), {std::move(subscriber)});
+  auto id = x.id;
+  // Its own lane; the answer goes to the subscriber as `stream_done`.
+  x.lane = id;
+  caf::anon_send(dispatcher(), ask_atom::value, std::move(x));
+  return id;
+}
+
+void chat_model::cancel(uint64_t id) const {
+  caf::anon_send(dispatcher(), cancel_atom::value, id);
+}
+
+// -- chunk_stream ---------------------------------------------------------------
+
+chunk_stream::chunk_stream(const chat_model& model, input in)
+  : self_(std::make_unique<caf::scoped_actor>(model.system())),
+    dispatcher_(model.dispatcher()),
+    timeout_(model.config().ask_timeout),
+    result_(make_error(errc::cancelled, "no answer")) {
+  auto x = model.make_ask(std::move(in),
+                          {caf::actor_cast<caf::actor>(*self_)});
+  id_ = x.id;
+  x.lane = id_;
+  // The answer arrives as `stream_done`; the response itself is not needed.
+  caf::anon_send(dispatcher_, ask_atom::value, std::move(x));
+}
+
+chunk_stream::chunk_stream(chunk_stream&&) noexcept = default;
+
+chunk_stream& chunk_stream::operator=(chunk_stream&&) noexcept = default;
+
+chunk_stream::~chunk_stream() {
+  // Abandoned before the end: abort the exchange (the subscriber also goes
+  // down with the scoped actor, which cancels as well).
+  if (self_ && !ended_)
+    caf::anon_send(dispatcher_, cancel_atom::value, id_);
+}
+
+std::optional<chat_chunk> chunk_stream::next() {
+  if (ended_)
+    return std::nullopt;
+  std::optional<chat_chunk> out;
+  bool waiting = true;
+  while (waiting) {
+    (*self_)->receive(
+      [&](chat_chunk& x) {
+        if (x.request_id == id_) {
+          out = std::move(x);
+          waiting = false;
+        }
+      },
+      [&](stream_done& x) {
+        if (x.request_id == id_) {
+          result_ = std::move(x.message);
+          ended_ = true;
+          waiting = false;
+        }
+      },
+      [&](stream_failed& x) {
+        if (x.request_id == id_) {
+          result_ = std::move(x.error);
+          ended_ = true;
+          waiting = false;
+        }
+      },
+      caf::after(timeout_) >>
+        [&] {
+          caf::anon_send(dispatcher_, cancel_atom::value, id_);
+          result_ = make_error(
+            make_timeout(deadline::total, "no stream event within the ask "
+                                          "timeout"));
+          ended_ = true;
+          waiting = false;
+        });
+  }
+  return out;
+}
+
+const chat_model::result_type& chunk_stream::result() {
+  while (!ended_)
+    next();
+  return result_;
+}
+
+void chunk_stream::cancel() {
+  if (ended_)
+    return;
+  caf::anon_send(dispatcher_, cancel_atom::value, id_);
+  result();
+}
+
+} // namespace maritaca

@@ -1,0 +1,463 @@
+#include "maritaca/request.hpp"
+
+#include "maritaca/error.hpp"
+#include "maritaca/transport/wire.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace maritaca {
+
+// -- retry policy ---------------------------------------------------------------
+
+namespace {
+
+bool retryable(const failure& what, const retry_policy& policy) {
+  switch (what.code) {
+    case errc::timeout:
+    case errc::connect_failed:
+      return true;
+    case errc::connection_lost:
+      // Only when the server sent nothing: a half-read answer may have been
+      // acted upon.
+      return !what.response_started;
+    case errc::rate_limited:
+      return true;
+    case errc::server_error:
+      return policy.retry_server_errors;
+    case errc::http_status:
+      return what.status == 408 || what.status == 409;
+    default:
+      return false;
+  }
+}
+
+} // namespace
+
+retry_decision decide_retry(const failure& what, uint32_t retries_done,
+                            const retry_policy& policy, bool data_delivered,
+                            double random01) {
+  retry_decision result;
+  if (data_delivered || retries_done >= policy.max_retries)
+    return result;
+  if (what.code == errc::cancelled || what.code == errc::invalid_argument)
+    return result;
+  if (what.should_retry == 0)
+    return result;
+  if (what.should_retry != 1 && !retryable(what, policy))
+    return result;
+  result.retry = true;
+  if (what.retry_after_ms >= 0) {
+    result.delay = std::min(std::chrono::milliseconds{what.retry_after_ms},
+                            policy.max_retry_after);
+    return result;
+  }
+  // Exponential backoff with jitter: initial * 2^n, capped, times a random
+  // factor in [1 - jitter, 1].
+  auto base = static_cast<double>(policy.initial_backoff.count())
+              * std::pow(2.0, static_cast<double>(retries_done));
+  base = std::min(base, static_cast<double>(policy.max_backoff.count()));
+  auto jitter = std::clamp(policy.jitter, 0.0, 1.0);
+  auto factor = 1.0 - jitter * std::clamp(random01, 0.0, 1.0);
+  result.delay = std::chrono::milliseconds{
+    static_cast<int64_t>(std::llround(base * factor))};
+  return result;
+}
+
+// -- aggregation ----------------------------------------------------------------
+
+void chunk_aggregator::add(const completion_chunk& x) {
+  ++chunks_;
+  if (id_.empty())
+    id_ = x.id;
+  if (model_.empty())
+    model_ = x.model;
+  if (x.usage)
+    usage_ = x.usage;
+  for (auto& c : x.choices) {
+    auto& st = choices_[c.index];
+    if (!c.role.empty())
+      st.role = c.role;
+    if (!c.content.empty()) {
+      st.content += c.content;
+      st.has_content = true;
+    }
+    for (auto& d : c.tool_calls) {
+      auto& call = st.calls[d.index];
+      if (!d.id.empty())
+        call.id = d.id;
+      if (!d.type.empty())
+        call.type = d.type;
+      call.name += d.name;
+      call.arguments += d.arguments;
+    }
+    if (!c.finish_reason.empty())
+      st.finish_reason = c.finish_reason;
+  }
+}
+
+ai_message chunk_aggregator::result() const {
+  ai_message out;
+  out.id = id_;
+  out.model = model_;
+  out.usage = usage_;
+  out.message.role = "assistant";
+  if (auto i = choices_.find(0); i != choices_.end()) {
+    auto& st = i->second;
+    if (!st.role.empty())
+      out.message.role = st.role;
+    if (st.has_content || st.calls.empty())
+      out.message.content = st.content;
+    for (auto& [index, call] : st.calls)
+      out.message.tool_calls.push_back(call);
+    out.finish_reason = st.finish_reason;
+  } else {
+    out.message.content = std::string{};
+  }
+  return out;
+}
+
+ai_message to_ai_message(chat_completion&& x) {
+  ai_message out;
+  out.id = std::move(x.id);
+  out.model = std::move(x.model);
+  out.usage = x.usage;
+  auto i = std::find_if(x.choices.begin(), x.choices.end(),
+                        [](auto& c) { return c.index == 0; });
+  if (i == x.choices.end() && !x.choices.empty())
+    i = x.choices.begin();
+  if (i != x.choices.end()) {
+    out.message = std::move(i->message);
+    out.finish_reason = std::move(i->finish_reason);
+  } else {
+    out.message.role = "assistant";
+  }
+  if (out.message.role.empty())
+    out.message.role = "assistant";
+  return out;
+}
+
+// -- the request actor ----------------------------------------------------------
+
+namespace {
+
+/// Credit bookkeeping of one subscriber.
+struct subscriber_state {
+  caf::actor handle;
+  /// Chunks it has acknowledged (all chunks with seq < acked).
+  uint64_t acked = 0;
+};
+
+struct request_state {
+  request_job job;
+  /// Replies to the requester (set by `run_atom`).
+  caf::response_promise rp;
+  bool started = false;
+  bool finished = false;
+  /// Attempts started so far.
+  uint32_t attempts = 0;
+  /// Tag of the running exchange (0: none).
+  uint64_t tag = 0;
+  /// Chunks sent to subscribers so far.
+  uint64_t sent = 0;
+  /// `sent` right after the last chunk sent as a request.
+  uint64_t last_probe = 0;
+  /// Transport batches received but not yet acknowledged to the transport.
+  uint32_t held_acks = 0;
+  std::vector<subscriber_state> subscribers;
+  chunk_aggregator aggregate;
+  std::minstd_rand rng;
+
+  static inline const char* name = "maritaca.request";
+};
+
+using request_self = caf::stateful_actor<request_state>;
+
+bool streaming(request_self* self) {
+  return !self->state.job.ask.subscribers.empty();
+}
+
+uint64_t min_acked(request_self* self) {
+  uint64_t result = self->state.sent;
+  for (auto& s : self->state.subscribers)
+    result = std::min(result, s.acked);
+  return result;
+}
+
+uint64_t outstanding(request_self* self) {
+  return self->state.sent - min_acked(self);
+}
+
+/// Builds the HTTP call of the next attempt.
+transport::call make_call(request_self* self) {
+  auto& st = self->state;
+  auto& where = st.job.where;
+  transport::call c;
+  c.tag = transport::next_tag();
+  c.req.limits = st.job.ask.options.timeouts;
+  if (!where.api_key.empty())
+    c.req.fields.push_back({"Authorization", "Bearer " + where.api_key});
+  for (auto& h : where.extra_headers)
+    c.req.fields.push_back(h);
+  if (st.job.kind == request_kind::models) {
+    c.req.method = "GET";
+    c.req.url = models_url(where.base_url);
+    c.what = transport::expect::models;
+    return c;
+  }
+  c.req.method = "POST";
+  c.req.url = completions_url(where.base_url);
+  c.req.fields.push_back({"Content-Type", "application/json"});
+  auto& body = st.job.ask.body;
+  body.stream = streaming(self);
+  if (body.stream) {
+    // Usage figures on streams: ask for the final usage chunk.
+    body.include_usage = true;
+    c.req.stream = true;
+    c.what = transport::expect::chunks;
+    // Few batches in flight: the subscribers' window bounds the rest.
+    c.window = 2;
+  } else {
+    c.what = transport::expect::completion;
+  }
+  c.req.body = wire::encode_request(body);
+  return c;
+}
+
+void start_attempt(request_self* self) {
+  auto& st = self->state;
+  ++st.attempts;
+  auto c = make_call(self);
+  st.tag = c.tag;
+  self->send(st.job.wire, transport::exchange_atom::value, std::move(c));
+}
+
+/// Reports the tokens used to the dispatcher (rate limiting).
+void settle(request_self* self, const std::optional<usage>& used) {
+  auto& st = self->state;
+  if (st.job.owner)
+    self->send(st.job.owner, settle_atom::value, st.job.ask.id,
+               used ? static_cast<int64_t>(used->total_tokens) : int64_t{-1});
+}
+
+void succeed(request_self* self, ai_message msg) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  st.finished = true;
+  st.tag = 0;
+  msg.request_id = st.job.ask.id;
+  msg.attempts = st.attempts;
+  settle(self, msg.usage);
+  for (auto& s : st.subscribers)
+    self->send(s.handle, stream_done{st.job.ask.id, msg});
+  if (st.rp.pending())
+    st.rp.deliver(std::move(msg));
+  self->quit();
+}
+
+void fail(request_self* self, failure what) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  st.finished = true;
+  if (st.tag != 0 && what.code == errc::cancelled)
+    self->send(st.job.wire, transport::cancel_atom::value, st.tag);
+  st.tag = 0;
+  settle(self, std::nullopt);
+  auto err = make_error(std::move(what));
+  for (auto& s : st.subscribers)
+    self->send(s.handle, stream_failed{st.job.ask.id, err});
+  if (st.rp.pending())
+    st.rp.deliver(err);
+  self->quit();
+}
+
+/// Acknowledges held transport batches while the subscribers have credit.
+void release_acks(request_self* self) {
+  auto& st = self->state;
+  if (st.held_acks > 0 && st.tag != 0
+      && outstanding(self) < st.job.ask.options.stream_window) {
+    self->send(st.job.wire, transport::ack_atom::value, st.tag, st.held_acks);
+    st.held_acks = 0;
+  }
+}
+
+void send_chunk(request_self* self, chat_chunk&& x, bool probe);
+
+void on_probe_ack(request_self* self, const caf::actor& who, uint64_t upto) {
+  auto& st = self->state;
+  for (auto& s : st.subscribers)
+    if (s.handle == who)
+      s.acked = std::max(s.acked, upto);
+  release_acks(self);
+}
+
+/// Sends one chunk to every subscriber. A probe goes as a request: its
+/// answer proves that the subscriber processed every chunk up to it.
+void send_chunk(request_self* self, chat_chunk&& x, bool probe) {
+  auto& st = self->state;
+  x.request_id = st.job.ask.id;
+  x.seq = st.sent++;
+  if (!probe) {
+    for (auto& s : st.subscribers)
+      self->send(s.handle, x);
+    return;
+  }
+  st.last_probe = st.sent;
+  auto upto = st.sent;
+  for (auto& s : st.subscribers) {
+    auto who = s.handle;
+    self->request(who, caf::infinite, x)
+      .then([=]() { on_probe_ack(self, who, upto); },
+            [=](caf::error&) {
+              // A subscriber that cannot answer counts as gone.
+              on_probe_ack(self, who, upto);
+            });
+  }
+}
+
+void forward_chunks(request_self* self,
+                    std::vector<completion_chunk>& batch) {
+  auto& st = self->state;
+  auto window = std::max<uint64_t>(st.job.ask.options.stream_window, 1);
+  auto probe_every = std::max<uint64_t>(window / 4, 1);
+  // Flatten the batch into subscriber chunks first, so that the last one is
+  // known (it becomes a probe when credit runs out).
+  std::vector<chat_chunk> out;
+  for (auto& c : batch) {
+    st.aggregate.add(c);
+    for (auto& ch : c.choices) {
+      chat_chunk x;
+      x.index = ch.index;
+      x.content = std::move(ch.content);
+      x.tool_calls = std::move(ch.tool_calls);
+      x.finish_reason = std::move(ch.finish_reason);
+      out.push_back(std::move(x));
+    }
+    if (c.usage) {
+      chat_chunk x;
+      x.usage = c.usage;
+      out.push_back(std::move(x));
+    }
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto last = i + 1 == out.size();
+    auto probe = st.sent + 1 - st.last_probe >= probe_every
+                 || (last && outstanding(self) + 1 >= window);
+    send_chunk(self, std::move(out[i]), probe);
+  }
+  ++st.held_acks;
+  release_acks(self);
+}
+
+void on_failure(request_self* self, failure what) {
+  auto& st = self->state;
+  st.tag = 0;
+  st.held_acks = 0;
+  auto delivered = st.sent > 0;
+  auto uniform = std::uniform_real_distribution<double>{0.0, 1.0}(st.rng);
+  auto d = decide_retry(what, st.attempts - 1, st.job.ask.options.retry,
+                        delivered, uniform);
+  if (!d.retry) {
+    fail(self, std::move(what));
+    return;
+  }
+  st.aggregate = chunk_aggregator{};
+  self->delayed_send(self, d.delay, tick_atom::value, st.attempts);
+}
+
+caf::behavior request_impl(request_self* self, request_job job) {
+  auto& st = self->state;
+  st.job = std::move(job);
+  st.rng.seed(static_cast<unsigned>(st.job.ask.id * 2654435761u + 1));
+  for (auto& s : st.job.ask.subscribers) {
+    st.subscribers.push_back({s, 0});
+    self->monitor(s);
+  }
+  // Exit (the dispatcher quits, the system shuts down): cancel and reply.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    fail(self, make_failure(errc::cancelled, "the dispatcher shut down"));
+    self->quit(msg.reason);
+  });
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& subs = self->state.subscribers;
+    auto i = std::find_if(subs.begin(), subs.end(), [&](auto& s) {
+      return s.handle.address() == msg.source;
+    });
+    if (i == subs.end())
+      return;
+    subs.erase(i);
+    // Nobody left to stream to: abort the exchange.
+    if (subs.empty())
+      fail(self, make_failure(errc::cancelled, "the subscriber went down"));
+    else
+      release_acks(self);
+  });
+  // Whatever ends this actor, a pending promise gets an answer.
+  self->attach_functor([=](const caf::error&) {
+    auto& st = self->state;
+    if (st.rp.pending())
+      st.rp.deliver(make_error(errc::cancelled, "request actor terminated"));
+  });
+  return {
+    [=](run_atom) -> caf::response_promise {
+      auto& st = self->state;
+      st.rp = self->make_response_promise();
+      if (!st.started) {
+        st.started = true;
+        start_attempt(self);
+      }
+      return st.rp;
+    },
+    [=](cancel_atom, uint64_t) {
+      fail(self, make_failure(errc::cancelled, "cancelled by the caller"));
+    },
+    [=](tick_atom, uint32_t attempt) {
+      auto& st = self->state;
+      if (!st.finished && attempt == st.attempts)
+        start_attempt(self);
+    },
+    [=](transport::chunks_atom, uint64_t tag,
+        std::vector<completion_chunk>& batch) {
+      if (tag == self->state.tag && !self->state.finished)
+        forward_chunks(self, batch);
+    },
+    [=](transport::done_atom, uint64_t tag) {
+      if (tag == self->state.tag)
+        succeed(self, self->state.aggregate.result());
+    },
+    [=](transport::completion_atom, uint64_t tag, chat_completion& x) {
+      if (tag == self->state.tag)
+        succeed(self, to_ai_message(std::move(x)));
+    },
+    [=](transport::models_atom, uint64_t tag, std::vector<model_info>& xs) {
+      auto& st = self->state;
+      if (tag != st.tag || st.finished)
+        return;
+      st.finished = true;
+      st.tag = 0;
+      if (st.rp.pending())
+        st.rp.deliver(std::move(xs));
+      self->quit();
+    },
+    [=](transport::failed_atom, uint64_t tag, failure& what) {
+      if (tag == self->state.tag)
+        on_failure(self, std::move(what));
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_request(caf::actor_system& sys, request_job job) {
+  return sys.spawn(request_impl, std::move(job));
+}
+
+} // namespace maritaca

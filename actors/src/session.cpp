@@ -1,0 +1,226 @@
+#include "maritaca/session.hpp"
+
+#include "maritaca/transport/wire.hpp"
+
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <deque>
+
+namespace maritaca {
+
+int64_t estimate_tokens(const chat_message& msg) {
+  std::size_t bytes = msg.text().size();
+  for (auto& p : msg.parts)
+    bytes += p.text.size() + (p.url.empty() ? 0 : 256);
+  for (auto& c : msg.tool_calls)
+    bytes += c.name.size() + c.arguments.size();
+  return static_cast<int64_t>(bytes / 4) + 4;
+}
+
+void trim_history(std::vector<chat_message>& history, int64_t budget) {
+  if (budget <= 0 || history.empty())
+    return;
+  int64_t total = 0;
+  for (auto& m : history)
+    total += estimate_tokens(m);
+  // Drop from the oldest non-system message, keeping the last message.
+  std::size_t first = (history.front().role == "system") ? 1 : 0;
+  std::size_t drop = 0;
+  while (total > budget && first + drop + 1 < history.size()) {
+    total -= estimate_tokens(history[first + drop]);
+    ++drop;
+  }
+  // Never leave a tool answer without the assistant message that asked.
+  while (first + drop + 1 < history.size()
+         && history[first + drop].role == "tool")
+    ++drop;
+  history.erase(history.begin() + static_cast<std::ptrdiff_t>(first),
+                history.begin() + static_cast<std::ptrdiff_t>(first + drop));
+}
+
+std::string save_history(const std::string& model,
+                         const std::vector<chat_message>& history) {
+  chat_request req;
+  req.model = model;
+  req.messages = history;
+  return wire::encode_request(req);
+}
+
+failure load_history(std::string_view json,
+                     std::vector<chat_message>& history) {
+  chat_request req;
+  if (auto err = wire::decode_request(json, req))
+    return err;
+  history = std::move(req.messages);
+  return {};
+}
+
+namespace {
+
+/// An ask waiting for the one before it.
+struct queued_ask {
+  input in;
+  caf::actor subscriber; // null: not streamed
+  caf::typed_response_promise<ai_message> rp;
+};
+
+struct session_state {
+  std::optional<chat_model> model;
+  session_config cfg;
+  std::vector<chat_message> history;
+  std::deque<queued_ask> queue;
+  bool busy = false;
+  /// History length before the running ask's input was appended (to roll
+  /// back when the ask fails).
+  std::size_t rollback = 0;
+
+  static inline const char* name = "maritaca.session";
+};
+
+using session_self
+  = caf::stateful_actor<session_state, session_actor::base>;
+
+void reset_history(session_self* self) {
+  auto& st = self->state;
+  st.history.clear();
+  if (!st.cfg.system_prompt.empty())
+    st.history.push_back(chat_message::system(st.cfg.system_prompt));
+}
+
+/// Starts the next queued ask unless one is running.
+void next_ask(session_self* self) {
+  auto& st = self->state;
+  if (st.busy || st.queue.empty())
+    return;
+  st.busy = true;
+  auto job = std::move(st.queue.front());
+  st.queue.pop_front();
+  st.rollback = st.history.size();
+  for (auto& m : job.in.messages)
+    st.history.push_back(std::move(m));
+  trim_history(st.history, st.cfg.max_history_tokens);
+  std::vector<caf::actor> subs;
+  if (job.subscriber)
+    subs.push_back(job.subscriber);
+  auto x = st.model->make_ask(input{st.history}, std::move(subs));
+  // The session's asks share one fairness lane.
+  x.lane = self->id() | (uint64_t{1} << 62);
+  auto rp = job.rp;
+  self->request(st.model->dispatcher(), st.model->config().ask_timeout,
+                ask_atom::value, std::move(x))
+    .then(
+      [=](ai_message& msg) mutable {
+        auto& st = self->state;
+        st.history.push_back(msg.message);
+        st.busy = false;
+        rp.deliver(std::move(msg));
+        next_ask(self);
+      },
+      [=](caf::error& err) mutable {
+        // A failed ask leaves no trace: the question is taken back so a
+        // retry does not send it twice.
+        auto& st = self->state;
+        if (st.history.size() > st.rollback)
+          st.history.resize(st.rollback);
+        st.busy = false;
+        rp.deliver(std::move(err));
+        next_ask(self);
+      });
+}
+
+caf::typed_response_promise<ai_message>
+enqueue(session_self* self, input& in, caf::actor subscriber) {
+  auto rp = self->make_response_promise<ai_message>();
+  self->state.queue.push_back(queued_ask{std::move(in), std::move(subscriber),
+                                         rp});
+  next_ask(self);
+  return rp;
+}
+
+session_actor::behavior_type session_impl(session_self* self, chat_model model,
+                                          session_config cfg) {
+  auto& st = self->state;
+  st.model.emplace(std::move(model));
+  st.cfg = std::move(cfg);
+  reset_history(self);
+  // Asks still queued when the session ends get `cancelled`.
+  self->attach_functor([=](const caf::error&) {
+    auto err = make_error(errc::cancelled, "the session ended");
+    for (auto& q : self->state.queue) {
+      if (q.subscriber)
+        caf::anon_send(q.subscriber, stream_failed{0, err});
+      q.rp.deliver(err);
+    }
+    self->state.queue.clear();
+    self->state.history.clear();
+  });
+  return {
+    [=](ask_atom, input& in) { return enqueue(self, in, caf::actor{}); },
+    [=](stream_atom, input& in, caf::actor& subscriber) {
+      return enqueue(self, in, std::move(subscriber));
+    },
+    [=](append_atom, std::vector<chat_message>& msgs) {
+      for (auto& m : msgs)
+        self->state.history.push_back(std::move(m));
+    },
+    [=](history_atom) { return self->state.history; },
+    [=](clear_atom) { reset_history(self); },
+    [=](save_atom) {
+      return save_history(self->state.model->config().model,
+                          self->state.history);
+    },
+    [=](load_atom, const std::string& json) -> caf::result<uint64_t> {
+      std::vector<chat_message> loaded;
+      if (auto err = load_history(json, loaded))
+        return make_error(std::move(err));
+      self->state.history = std::move(loaded);
+      return static_cast<uint64_t>(self->state.history.size());
+    },
+  };
+}
+
+} // namespace
+
+session_actor spawn_session(const chat_model& model, session_config cfg) {
+  return model.system().spawn(session_impl, model, std::move(cfg));
+}
+
+// -- chat_session ---------------------------------------------------------------
+
+chat_session::chat_session(const chat_model& model, session_config cfg)
+  : model_(model), handle_(spawn_session(model, std::move(cfg))) {
+  // nop
+}
+
+chat_session::~chat_session() {
+  // Like the seed's __aexit__: the history is cleared as the session ends.
+  caf::anon_send_exit(handle_, caf::exit_reason::user_shutdown);
+}
+
+chat_model::result_type chat_session::chat(input in) {
+  caf::scoped_actor self{model_.system()};
+  chat_model::result_type result{make_error(errc::cancelled, "no answer")};
+  self->request(handle_, model_.config().ask_timeout, ask_atom::value,
+                std::move(in))
+    .receive([&](ai_message& msg) { result = std::move(msg); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+std::vector<chat_message> chat_session::history() {
+  caf::scoped_actor self{model_.system()};
+  std::vector<chat_message> result;
+  self->request(handle_, model_.config().ask_timeout, history_atom::value)
+    .receive([&](std::vector<chat_message>& xs) { result = std::move(xs); },
+             [&](caf::error&) {});
+  return result;
+}
+
+void chat_session::clear() {
+  caf::anon_send(handle_, clear_atom::value);
+}
+
+} // namespace maritaca
