@@ -1,1 +1,246 @@
-// Implementation lands with its component (work in progress).
+#include "maritaca/transport/sse_parser.hpp"
+
+#include "maritaca/transport/wire.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <utility>
+
+namespace maritaca::sse {
+
+namespace {
+
+/// The UTF-8 byte order mark, skipped at the very start of a stream.
+constexpr std::string_view utf8_bom = "\xEF\xBB\xBF";
+
+/// Returns whether `x` is a non-empty run of ASCII digits.
+bool all_digits(std::string_view x) noexcept {
+  return !x.empty() && std::all_of(x.begin(), x.end(),
+                                   [](char c) { return c >= '0' && c <= '9'; });
+}
+
+} // namespace
+
+// -- parser -------------------------------------------------------------------
+
+parser::parser(std::size_t max_event_bytes)
+    : max_event_bytes_(max_event_bytes) {
+  // Sized for a typical chunk; both grow (and stay grown) as needed.
+  line_.reserve(256);
+  data_.reserve(256);
+}
+
+bool parser::fits(std::size_t line_bytes) const noexcept {
+  // A data line grows `data_` by at most its own length (the "data:" prefix
+  // pays for the '\n' separator), so checking before the line is applied
+  // keeps the dispatched data within the bound as well.
+  auto held = data_.size() + type_.size();
+  return held <= max_event_bytes_ && line_bytes <= max_event_bytes_ - held;
+}
+
+failure parser::too_big() const {
+  return make_failure(errc::protocol_error,
+                      "SSE event exceeds " + std::to_string(max_event_bytes_) +
+                          " bytes");
+}
+
+bool parser::has_partial() const noexcept {
+  return !line_.empty() || has_data_ || !type_.empty() ||
+         (!bom_done_ && bom_matched_ > 0);
+}
+
+failure parser::feed(std::string_view bytes, std::vector<event>& out) {
+  if (failed_) return too_big();
+  // Skip a BOM at the start of the stream, which may itself arrive split.
+  if (!bom_done_) {
+    while (bom_matched_ < utf8_bom.size() && !bytes.empty() &&
+           bytes.front() == utf8_bom[bom_matched_]) {
+      ++bom_matched_;
+      bytes.remove_prefix(1);
+    }
+    if (bom_matched_ < utf8_bom.size() && bytes.empty())
+      return {}; // Still undecided: wait for more bytes.
+    bom_done_ = true;
+    // A partial match followed by something else was content after all.
+    if (bom_matched_ < utf8_bom.size())
+      line_.append(utf8_bom.substr(0, bom_matched_));
+  }
+  // Positions of the next '\n' and '\r' at or after `pos` (or `size` when
+  // there is none). Each is searched again only once `pos` passed it, so
+  // the input is scanned at most once per kind of line end.
+  const auto size = bytes.size();
+  std::size_t pos = 0;
+  std::size_t next_lf = 0;
+  std::size_t next_cr = 0;
+  bool known = false;
+  while (pos < size) {
+    // A '\r' ended the previous line (maybe in the previous feed): a '\n'
+    // right after it belongs to the same line end.
+    if (skip_lf_) {
+      skip_lf_ = false;
+      if (bytes[pos] == '\n') {
+        ++pos;
+        continue;
+      }
+    }
+    if (!known || next_lf < pos) {
+      next_lf = std::min(bytes.find('\n', pos), size);
+    }
+    if (!known || next_cr < pos) {
+      next_cr = std::min(bytes.find('\r', pos), size);
+    }
+    known = true;
+    auto eol = std::min(next_lf, next_cr);
+    auto len = eol - pos;
+    if (eol == size) {
+      // No line end: keep the fragment for the next feed.
+      if (!fits(line_.size() + len)) {
+        failed_ = true;
+        return too_big();
+      }
+      line_.append(bytes.substr(pos, len));
+      break;
+    }
+    if (line_.empty()) {
+      // The whole line is in `bytes`: parse it in place.
+      if (!fits(len)) {
+        failed_ = true;
+        return too_big();
+      }
+      process_line(bytes.substr(pos, len), out);
+    } else {
+      if (!fits(line_.size() + len)) {
+        failed_ = true;
+        return too_big();
+      }
+      line_.append(bytes.substr(pos, len));
+      process_line(line_, out);
+      line_.clear();
+    }
+    skip_lf_ = bytes[eol] == '\r';
+    pos = eol + 1;
+  }
+  return {};
+}
+
+void parser::process_line(std::string_view line, std::vector<event>& out) {
+  // A blank line dispatches the event; one without data is dropped.
+  if (line.empty()) {
+    if (has_data_) {
+      // Copies allocate exactly once per string and leave the buffers of
+      // this parser, with their capacity, for the next event.
+      auto& ev = out.emplace_back();
+      ev.type = type_;
+      ev.data = data_;
+      ev.id = last_id_;
+      ev.retry_ms = retry_ms_;
+      has_data_ = false;
+    }
+    type_.clear();
+    data_.clear();
+    return;
+  }
+  if (line.front() == ':') return; // A comment.
+  // `name: value` (one leading space of the value is dropped) or `name`
+  // alone, which means an empty value.
+  std::string_view name = line;
+  std::string_view value;
+  if (auto colon = line.find(':'); colon != std::string_view::npos) {
+    name = line.substr(0, colon);
+    value = line.substr(colon + 1);
+    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  }
+  if (name == "data") {
+    if (has_data_) data_ += '\n';
+    data_.append(value);
+    has_data_ = true;
+  } else if (name == "event") {
+    type_.assign(value);
+  } else if (name == "id") {
+    if (value.find('\0') == std::string_view::npos) last_id_.assign(value);
+  } else if (name == "retry") {
+    // Only ASCII digits count; values beyond int64_t are ignored too.
+    int64_t ms = 0;
+    if (all_digits(value)) {
+      auto [end, ec] =
+          std::from_chars(value.data(), value.data() + value.size(), ms);
+      if (ec == std::errc{}) retry_ms_ = ms;
+    }
+  }
+  // Any other field is ignored.
+}
+
+// -- format_data --------------------------------------------------------------
+
+std::string format_data(std::string_view payload) {
+  std::string result;
+  result.reserve(payload.size() + 8);
+  // Each line of the payload (ended by '\n', "\r\n" or '\r') becomes one
+  // data line; the last one is whatever follows the last line end.
+  for (;;) {
+    auto eol = payload.find_first_of("\r\n");
+    result += "data: ";
+    if (eol == std::string_view::npos) {
+      result.append(payload);
+      result += '\n';
+      break;
+    }
+    result.append(payload.substr(0, eol));
+    result += '\n';
+    auto skip = payload.compare(eol, 2, "\r\n") == 0 ? 2 : 1;
+    payload.remove_prefix(eol + skip);
+  }
+  result += '\n';
+  return result;
+}
+
+// -- chunk_decoder ------------------------------------------------------------
+
+chunk_decoder::chunk_decoder(std::size_t max_event_bytes)
+    : parser_(max_event_bytes) {
+  // Nothing else.
+}
+
+failure chunk_decoder::feed(std::string_view bytes,
+                            std::vector<completion_chunk>& out) {
+  if (failure_ || done_)
+    return failure_; // Sticky failure, or data after [DONE]: ignored.
+  events_.clear();
+  // Events completed before an oversized one still count, so decode them
+  // first and report the parser's failure afterwards.
+  auto parse_err = parser_.feed(bytes, events_);
+  for (auto& ev : events_) {
+    if (ev.type == "error") {
+      failure_ =
+          make_failure(errc::server_error, wire::decode_error(ev.data).message);
+      return failure_;
+    }
+    if (!ev.type.empty() && ev.type != "message") continue;
+    if (ev.data == "[DONE]") {
+      done_ = true;
+      return {};
+    }
+    if (wire::is_error_payload(ev.data)) {
+      failure_ =
+          make_failure(errc::server_error, wire::decode_error(ev.data).message);
+      return failure_;
+    }
+    auto& chunk = out.emplace_back();
+    if (auto err = wire::decode_chunk(ev.data, chunk)) {
+      out.pop_back();
+      failure_ = std::move(err);
+      return failure_;
+    }
+  }
+  failure_ = std::move(parse_err);
+  return failure_;
+}
+
+failure chunk_decoder::finish() const {
+  if (failure_) return failure_;
+  if (!done_)
+    return make_failure(errc::protocol_error, "stream ended without [DONE]");
+  return {};
+}
+
+} // namespace maritaca::sse

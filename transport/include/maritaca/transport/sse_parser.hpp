@@ -23,8 +23,11 @@ struct event {
   std::string data;
   /// The last `id:` field seen (persists across events, as the spec says).
   std::string id;
-  /// The `retry:` field in ms, or -1.
+  /// The last valid `retry:` field in ms (the stream's reconnection time,
+  /// which persists like `id`), or -1 when none was seen.
   int64_t retry_ms = -1;
+
+  friend bool operator==(const event&, const event&) = default;
 };
 
 /// Default bound of one event's size.
@@ -39,38 +42,57 @@ public:
   explicit parser(std::size_t max_event_bytes = default_max_event_bytes);
 
   /// Feeds `bytes`; appends every event completed by them to `out`. Returns
-  /// a `protocol_error` once an event exceeds the bound (the parser is then
-  /// unusable).
+  /// a `protocol_error` once an event exceeds the bound (the events completed
+  /// before it are still appended; the parser is then unusable and returns
+  /// the same failure on every later call).
   failure feed(std::string_view bytes, std::vector<event>& out);
 
   /// Returns whether bytes of an unfinished event are buffered.
   bool has_partial() const noexcept;
 
+  /// Returns the last event ID (the last valid `id:` field), or "".
+  const std::string& last_event_id() const noexcept { return last_id_; }
+
+  /// Returns the last valid `retry:` field in ms, or -1.
+  int64_t retry_ms() const noexcept { return retry_ms_; }
+
 private:
+  // Applies one complete line (without its line end).
   void process_line(std::string_view line, std::vector<event>& out);
 
+  // Returns whether an event holding `line_bytes` more bytes stays in bounds.
+  bool fits(std::size_t line_bytes) const noexcept;
+
+  // Makes the failure of an oversized event.
+  failure too_big() const;
+
   std::size_t max_event_bytes_;
-  std::string line_;       // the unfinished line
-  bool skip_lf_ = false;   // the last byte was '\r': drop a following '\n'
-  event current_;          // fields of the unfinished event
-  bool has_data_ = false;  // current_ saw a data field
-  std::size_t event_bytes_ = 0;
-  std::string last_id_;
-  bool failed_ = false;
+  std::string line_;        // the unfinished line (its capacity is reused)
+  std::string data_;        // data lines of the unfinished event
+  std::string type_;        // `event:` field of the unfinished event
+  std::string last_id_;     // last event ID (persists across events)
+  int64_t retry_ms_ = -1;   // last valid `retry:` (persists)
+  bool has_data_ = false;   // the unfinished event saw a data field
+  bool skip_lf_ = false;    // the last byte was '\r': drop a following '\n'
+  uint8_t bom_matched_ = 0; // leading bytes of a UTF-8 BOM seen so far
+  bool bom_done_ = false;   // the start of the stream was checked for a BOM
+  bool failed_ = false;     // an event exceeded the bound
 };
 
 /// Formats one SSE event `data: <payload>\n\n` (multi-line payloads become
-/// several `data:` lines).
+/// several `data:` lines). SSE cannot carry a CR inside data: `\r\n` and
+/// `\r` in `payload` end lines too, so they read back as `\n`.
 std::string format_data(std::string_view payload);
 
 /// Decodes a chat completion stream: SSE events whose data is a chunk JSON,
-/// ended by `data: [DONE]`. A payload holding `"error"` becomes a failure
-/// carrying the server's message.
+/// ended by `data: [DONE]`. A payload holding `"error"`, or an event of type
+/// `error`, becomes a `server_error` carrying the server's message. Events of
+/// other types than "" and "message" are ignored, and so is everything after
+/// `[DONE]`.
 class chunk_decoder {
 public:
   /// Creates a decoder whose events may not exceed `max_event_bytes`.
-  explicit chunk_decoder(
-    std::size_t max_event_bytes = default_max_event_bytes);
+  explicit chunk_decoder(std::size_t max_event_bytes = default_max_event_bytes);
 
   /// Feeds `bytes`; appends decoded chunks to `out`. Returns the first
   /// failure (malformed JSON, error payload, oversized event); the decoder
@@ -81,13 +103,14 @@ public:
   bool done() const noexcept { return done_; }
 
   /// To call at the end of the body: returns a `protocol_error` when the
-  /// stream ended without `[DONE]`.
+  /// stream ended without `[DONE]` (or the failure `feed` returned).
   failure finish() const;
 
 private:
   parser parser_;
-  std::vector<event> events_;
+  std::vector<event> events_; // reused by every feed
   bool done_ = false;
+  failure failure_; // the first failure; sticky
 };
 
 } // namespace maritaca::sse
