@@ -1,0 +1,1078 @@
+#include "server.hpp"
+
+#include "answers.hpp"
+#include "faults.hpp"
+#include "hash.hpp"
+#include "stats.hpp"
+
+#include "maritaca/transport/sse_parser.hpp"
+#include "maritaca/transport/wire.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace maritaca::sim {
+
+namespace {
+
+namespace net = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+/// Largest accepted request body (larger gets 413).
+constexpr std::size_t body_limit = 1u << 20;
+
+/// Largest accepted request head (larger gets 431).
+constexpr std::size_t header_limit = 64u << 10;
+
+/// Time allowed to read a request body once its head arrived.
+constexpr auto request_timeout = 30s;
+
+/// Time allowed for the TLS handshake.
+constexpr auto handshake_timeout = 10s;
+
+/// Time allowed for one write (a client that stops reading is dropped).
+constexpr auto write_timeout = 60s;
+
+/// Time allowed for the peer to close after we did (lingering close).
+constexpr auto linger_timeout = 2s;
+
+/// Upper bound of `x-sim-chunks`.
+constexpr int64_t max_chunks = 1'000'000;
+
+/// Upper bound of `x-sim-token-delay-ms`.
+constexpr int64_t max_delay_ms = 600'000;
+
+/// State shared by all connections of one server.
+struct shared_state {
+  explicit shared_state(options o)
+      : opts(std::move(o)), faults(opts.fail_rate, opts.fail_kinds, opts.seed),
+        models_json(wire::encode_models(served_models())) {
+    // nop
+  }
+
+  /// The command line.
+  options opts;
+  /// `GET /sim/stats`.
+  sim::stats counters;
+  /// One-shot and random faults.
+  fault_table faults;
+  /// The body of `GET /models`, encoded once.
+  std::string models_json;
+};
+
+/// Returns the path of `target` without its query.
+std::string_view path_of(beast::string_view target) {
+  std::string_view t{target.data(), target.size()};
+  return t.substr(0, t.find('?'));
+}
+
+/// Reads a non-negative integer header, clamped to `max`; -1 when absent or
+/// malformed.
+int64_t int_header(const http::fields& fields, beast::string_view name,
+                   int64_t max) {
+  auto i = fields.find(name);
+  if (i == fields.end()) return -1;
+  auto v = i->value();
+  int64_t result = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), result);
+  if (ec != std::errc{} || end != v.data() + v.size() || result < 0) return -1;
+  return std::min(result, max);
+}
+
+/// Whether `value` is `Bearer <key>` or `Key <key>` (scheme in any case).
+bool key_matches(beast::string_view value, const std::string& key) {
+  for (std::string_view scheme : {"bearer ", "key "}) {
+    if (value.size() != scheme.size() + key.size()) continue;
+    if (!beast::iequals(value.substr(0, scheme.size()), scheme)) continue;
+    if (value.substr(scheme.size()) == key) return true;
+  }
+  return false;
+}
+
+/// Whether `ec` is the ordinary end of a connection (not worth a log line).
+bool is_ordinary(const beast::error_code& ec) {
+  return ec == net::error::operation_aborted || ec == net::error::eof ||
+         ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+         ec == beast::error::timeout || ec == http::error::end_of_stream ||
+         ec == ssl::error::stream_truncated;
+}
+
+/// Formats `payload` as one chunk of the chunked transfer coding into
+/// `out`, or as is for close-delimited bodies.
+void append_framed(std::string& out, std::string_view payload, bool chunked) {
+  if (!chunked) {
+    out.append(payload);
+    return;
+  }
+  char size[20];
+  auto [end, ec] = std::to_chars(size, size + sizeof(size), payload.size(), 16);
+  out.append(size, end);
+  out.append("\r\n");
+  out.append(payload);
+  out.append("\r\n");
+}
+
+/// One piece of a streamed tool call: the header (id, type, name) or a
+/// slice of its arguments.
+struct tool_piece {
+  /// Index of the tool call.
+  std::size_t call = 0;
+  /// Slice of the arguments (empty for the header piece).
+  std::size_t offset = 0;
+  std::size_t length = 0;
+  /// Whether this is the header piece.
+  bool header = false;
+};
+
+/// Splits tool calls into stream pieces: a header per call, then its
+/// arguments in slices of about 8 bytes (never splitting a UTF-8 sequence).
+std::vector<tool_piece> split_tool_calls(const std::vector<tool_call>& calls) {
+  std::vector<tool_piece> result;
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    result.push_back({i, 0, 0, true});
+    auto& args = calls[i].arguments;
+    std::size_t pos = 0;
+    while (pos < args.size()) {
+      auto end = std::min(args.size(), pos + 8);
+      // Do not end a slice inside a multi-byte sequence.
+      while (end < args.size() &&
+             (static_cast<unsigned char>(args[end]) & 0xc0) == 0x80)
+        ++end;
+      result.push_back({i, pos, end - pos, false});
+      pos = end;
+    }
+  }
+  return result;
+}
+
+/// The progress of one streamed answer.
+struct stream_job {
+  /// What comes next.
+  enum class step { role, body, finish, usage, done, closed };
+
+  answer ans;
+  /// Reused for every event: only the deltas change.
+  completion_chunk chunk;
+  std::vector<tool_piece> tool_pieces;
+  bool include_usage = false;
+  int64_t delay_ms = 0;
+  fault injected;
+  /// Body piece at which a mid-stream fault fires.
+  int64_t fault_at = 0;
+  bool fault_fired = false;
+  bool chunked = true;
+  step next = step::role;
+  /// Body pieces written, and in all.
+  int64_t piece = 0;
+  int64_t pieces = 0;
+  /// Offset into `ans.content` of the next text piece.
+  std::size_t pos = 0;
+};
+
+/// Whether `f` acts in the middle of a response (after its head).
+bool is_mid_fault(const fault& f) {
+  switch (f.kind) {
+  case fault_kind::reset_mid:
+  case fault_kind::stall_mid:
+  case fault_kind::bad_json:
+  case fault_kind::error_mid:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// The message of an injected error status.
+std::string fault_message(int status) {
+  switch (status) {
+  case 429:
+    return "rate limited";
+  case 500:
+    return "internal server error";
+  case 502:
+    return "bad gateway";
+  case 503:
+    return "service unavailable";
+  case 504:
+    return "gateway timeout";
+  default:
+    return "simulated error " + std::to_string(status);
+  }
+}
+
+// -- session
+// --------------------------------------------------------------------
+
+/// One connection: reads requests, answers them, applies faults. All its
+/// handlers run on the connection's strand. `Stream` is `beast::tcp_stream`
+/// or `beast::ssl_stream<beast::tcp_stream>`.
+template <class Stream>
+class session : public std::enable_shared_from_this<session<Stream>> {
+public:
+  /// Whether the connection speaks TLS.
+  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  /// A plain connection.
+  session(tcp::socket&& socket, shared_state& state) requires(!is_tls)
+      : stream_(std::move(socket)), state_(state),
+        timer_(stream_.get_executor()) {
+    // nop
+  }
+
+  /// A TLS connection.
+  session(tcp::socket&& socket, ssl::context& ctx,
+          shared_state& state) requires(is_tls)
+      : stream_(std::move(socket), ctx), state_(state),
+        timer_(stream_.get_executor()) {
+    // nop
+  }
+
+  /// Starts serving (on the strand).
+  void run() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&session::start, self()));
+  }
+
+private:
+  using request_parser = http::request_parser<http::string_body>;
+
+  std::shared_ptr<session> self() { return this->shared_from_this(); }
+
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  // -- reading requests
+  // ---------------------------------------------------------
+
+  void start() {
+    if constexpr (is_tls) {
+      lowest().expires_after(handshake_timeout);
+      stream_.async_handshake(
+          ssl::stream_base::server,
+          beast::bind_front_handler(&session::on_handshake, self()));
+    } else {
+      do_read();
+    }
+  }
+
+  void on_handshake(beast::error_code ec) {
+    if (ec) return fail(ec, "handshake");
+    do_read();
+  }
+
+  void do_read() {
+    parser_.emplace();
+    parser_->body_limit(body_limit);
+    parser_->header_limit(header_limit);
+    lowest().expires_after(std::chrono::seconds(state_.opts.idle_timeout_s));
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&session::on_read_header, self()));
+  }
+
+  void on_read_header(beast::error_code ec, std::size_t) {
+    if (closed_) return;
+    if (ec == http::error::body_limit)
+      return send_error(http::status::payload_too_large, "body too large",
+                        false);
+    if (ec == http::error::header_limit)
+      return send_error(http::status::request_header_fields_too_large,
+                        "header too large", false);
+    if (ec) return fail(ec, "read header");
+    auto& req = parser_->get();
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      // Let clients that wait for it send the body now.
+      static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+      lowest().expires_after(request_timeout);
+      return net::async_write(
+          stream_, net::buffer(go_on.data(), go_on.size()),
+          beast::bind_front_handler(&session::on_continue, self()));
+    }
+    read_body();
+  }
+
+  void on_continue(beast::error_code ec, std::size_t) {
+    if (ec) return fail(ec, "write 100-continue");
+    read_body();
+  }
+
+  void read_body() {
+    lowest().expires_after(request_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&session::on_read, self()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (closed_) return;
+    if (ec == http::error::body_limit)
+      return send_error(http::status::payload_too_large, "body too large",
+                        false);
+    if (ec) return fail(ec, "read");
+    handle_request();
+  }
+
+  /// Continues with the next request of a keep-alive connection. When a
+  /// watch read is pending (see `watch_peer`), it becomes the first read of
+  /// the next request; a timer bounds the idle time meanwhile.
+  void next_request() {
+    if (!watching_) return do_read();
+    resume_after_watch_ = true;
+    timer_.expires_after(std::chrono::seconds(state_.opts.idle_timeout_s));
+    timer_.async_wait(beast::bind_front_handler(&session::on_idle, self()));
+  }
+
+  void on_idle(beast::error_code ec) {
+    if (ec || closed_ || !resume_after_watch_) return;
+    close_now();
+  }
+
+  /// Reads from the peer while we write (or stall), so that a client that
+  /// leaves is noticed at once. Bytes that arrive (a pipelined request) are
+  /// kept for the next request.
+  void watch_peer() {
+    if (watching_ || closed_) return;
+    watching_ = true;
+    // The watch read must not inherit a timeout: stalls and idle waits have
+    // their own timer.
+    lowest().expires_never();
+    stream_.async_read_some(
+        buffer_.prepare(4096),
+        beast::bind_front_handler(&session::on_watch, self()));
+  }
+
+  void on_watch(beast::error_code ec, std::size_t n) {
+    watching_ = false;
+    if (closed_) return;
+    if (ec) {
+      // The client left (or broke the connection): stop answering.
+      return close_now();
+    }
+    buffer_.commit(n);
+    if (resume_after_watch_) {
+      resume_after_watch_ = false;
+      timer_.cancel();
+      return do_read();
+    }
+    if (buffer_.size() < header_limit) watch_peer();
+  }
+
+  // -- routing
+  // --------------------------------------------------------------------
+
+  void handle_request() {
+    auto& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    auto path = path_of(req.target());
+    auto method = req.method();
+    if (path == "/api/chat/completions" || path == "/v1/chat/completions") {
+      if (method != http::verb::post) return send_method_not_allowed("POST");
+      return on_chat();
+    }
+    if (path == "/api/models" || path == "/v1/models") {
+      if (method != http::verb::get) return send_method_not_allowed("GET");
+      return on_models();
+    }
+    if (path == "/sim/stats") {
+      if (method != http::verb::get) return send_method_not_allowed("GET");
+      return send_json(http::status::ok, state_.counters.to_json());
+    }
+    if (path == "/sim/stats/reset") {
+      if (method != http::verb::post) return send_method_not_allowed("POST");
+      state_.counters.reset();
+      return send_json(http::status::ok, state_.counters.to_json());
+    }
+    send_error(http::status::not_found, "Not Found");
+  }
+
+  bool authorized() {
+    auto& key = state_.opts.api_key;
+    if (key.empty()) return true;
+    auto& req = parser_->get();
+    return key_matches(req[http::field::authorization], key);
+  }
+
+  /// Finds the fault of this request: `x-sim-fault`, then
+  /// `x-sim-fault-once` (first use of its key), then a random one. Returns
+  /// false after answering 400 to a malformed fault header.
+  bool pick_fault(fault& out, uint64_t body_hash, bool allow_random) {
+    auto& req = parser_->get();
+    std::string error;
+    if (auto i = req.find("x-sim-fault"); i != req.end()) {
+      if (!parse_fault(std::string_view{i->value().data(), i->value().size()},
+                       out, error)) {
+        send_error(http::status::bad_request, "x-sim-fault: " + error);
+        return false;
+      }
+      if (out.stall_ms < 0) out.stall_ms = header_stall_ms;
+      return true;
+    }
+    if (auto i = req.find("x-sim-fault-once"); i != req.end()) {
+      if (!parse_fault(std::string_view{i->value().data(), i->value().size()},
+                       out, error) ||
+          out.key.empty()) {
+        send_error(http::status::bad_request,
+                   "x-sim-fault-once: " +
+                       (error.empty() ? "needs key=K" : error));
+        return false;
+      }
+      if (!state_.faults.take_once(out.key, out.times))
+        out = fault{};
+      else if (out.stall_ms < 0)
+        out.stall_ms = header_stall_ms;
+      return true;
+    }
+    if (allow_random) out = state_.faults.draw(body_hash);
+    return true;
+  }
+
+  /// Applies the faults that act before any response byte. Returns whether
+  /// it handled the request.
+  bool apply_early_fault(const fault& f) {
+    switch (f.kind) {
+    case fault_kind::status:
+      send_fault_status(f);
+      return true;
+    case fault_kind::reset_before:
+      reset_now();
+      return true;
+    case fault_kind::stall_first:
+      stall(f.stall_ms);
+      return true;
+    default:
+      return false;
+    }
+  }
+
+  void on_models() {
+    if (!authorized())
+      return send_error(http::status::unauthorized,
+                        "Invalid or missing API key");
+    fault f;
+    if (!pick_fault(f, 0, false) || apply_early_fault(f)) return;
+    send_json(http::status::ok, state_.models_json);
+  }
+
+  void on_chat() {
+    flight_.emplace(state_.counters);
+    if (!authorized())
+      return send_error(http::status::unauthorized,
+                        "Invalid or missing API key");
+    auto& req = parser_->get();
+    auto& body = req.body();
+    auto body_hash = fnv1a(body);
+    fault f;
+    if (!pick_fault(f, body_hash, true) || apply_early_fault(f)) return;
+    chat_request chat;
+    if (auto err = wire::decode_request(body, chat))
+      return send_error(http::status::unprocessable_entity, err.message);
+    if (chat.messages.empty())
+      return send_error(http::status::bad_request,
+                        "messages must not be empty");
+    if (!is_served_model(chat.model))
+      return send_error(http::status::not_found,
+                        "Model '" + chat.model + "' not found");
+    auto chunks = int_header(req, "x-sim-chunks", max_chunks);
+    auto ans = make_answer(chat, body_hash, chunks);
+    if (chat.stream) return start_stream(chat, std::move(ans), f);
+    send_completion(chat, std::move(ans), f);
+  }
+
+  // -- plain responses
+  // ----------------------------------------------------------
+
+  /// Makes a response with the headers every answer carries.
+  http::response<http::string_body> make_response(http::status status,
+                                                  std::string body) {
+    http::response<http::string_body> res{status, version_};
+    res.set(http::field::server, "maritaca-sim");
+    res.set(http::field::content_type, "application/json");
+    res.body() = std::move(body);
+    return res;
+  }
+
+  void send_json(http::status status, std::string body) {
+    send(make_response(status, std::move(body)));
+  }
+
+  void send_error(http::status status, std::string message,
+                  bool keep_alive = true, bool openai_shape = false) {
+    api_error err;
+    err.message = std::move(message);
+    if (openai_shape) {
+      err.type = status == http::status::too_many_requests ? "rate_limit_error"
+                                                           : "server_error";
+      err.code = std::to_string(static_cast<int>(status));
+    }
+    auto res = make_response(
+        status,
+        wire::encode_error(err, openai_shape ? wire::error_shape::openai
+                                             : wire::error_shape::detail));
+    if (!keep_alive) keep_alive_ = false;
+    send(std::move(res));
+  }
+
+  void send_method_not_allowed(const char* allow) {
+    auto res = make_response(http::status::method_not_allowed,
+                             "{\"detail\":\"Method Not Allowed\"}");
+    res.set(http::field::allow, allow);
+    send(std::move(res));
+  }
+
+  void send_fault_status(const fault& f) {
+    api_error err;
+    err.message = fault_message(f.status);
+    if (f.openai_shape) {
+      err.type = f.status == 429 ? "rate_limit_error" : "server_error";
+      err.code = std::to_string(f.status);
+    }
+    auto res = make_response(
+        static_cast<http::status>(f.status),
+        wire::encode_error(err, f.openai_shape ? wire::error_shape::openai
+                                               : wire::error_shape::detail));
+    if (f.retry_after_s >= 0)
+      res.set(http::field::retry_after, std::to_string(f.retry_after_s));
+    if (f.retry_after_ms >= 0)
+      res.set("retry-after-ms", std::to_string(f.retry_after_ms));
+    if (f.should_retry >= 0)
+      res.set("x-should-retry", f.should_retry ? "true" : "false");
+    send(std::move(res));
+  }
+
+  void send(http::response<http::string_body>&& res) {
+    res.keep_alive(keep_alive_);
+    res.prepare_payload();
+    res_.emplace(std::move(res));
+    lowest().expires_after(write_timeout);
+    http::async_write(stream_, *res_,
+                      beast::bind_front_handler(&session::on_write, self()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    if (ec) return fail(ec, "write");
+    res_.reset();
+    flight_.reset();
+    if (!keep_alive_) return close_graceful();
+    next_request();
+  }
+
+  void send_completion(const chat_request& chat, answer ans, const fault& f) {
+    materialize(ans);
+    chat_completion out;
+    out.id = ans.id;
+    out.created = ans.created;
+    out.model = chat.model;
+    out.system_fingerprint = "maritaca-sim";
+    completion_choice choice;
+    choice.message.role = "assistant";
+    if (ans.tool_calls.empty()) choice.message.content = std::move(ans.content);
+    choice.message.tool_calls = std::move(ans.tool_calls);
+    choice.finish_reason = ans.finish_reason;
+    // `n` choices, all alike (deterministic), at most 8.
+    auto n = std::clamp<int64_t>(chat.n.value_or(1), 1, 8);
+    for (int64_t i = 0; i < n; ++i) {
+      choice.index = i;
+      out.choices.push_back(choice);
+    }
+    out.usage = ans.tokens;
+    auto body = wire::encode_completion(out);
+    switch (f.kind) {
+    case fault_kind::bad_json:
+      // Half of the JSON is never valid JSON.
+      body.resize(body.size() / 2);
+      break;
+    case fault_kind::reset_mid:
+    case fault_kind::stall_mid:
+      return send_partial(std::move(body), f);
+    default:
+      break;
+    }
+    send_json(http::status::ok, std::move(body));
+  }
+
+  /// Sends the head (announcing all of `body`) and half of `body`, then
+  /// resets or stalls as `f` says.
+  void send_partial(std::string body, const fault& f) {
+    auto res = make_response(http::status::ok, std::move(body));
+    res.keep_alive(keep_alive_);
+    res.prepare_payload();
+    std::ostringstream head;
+    head << res.base();
+    out_ = head.str();
+    out_.append(res.body(), 0, res.body().size() / 2);
+    partial_fault_ = f;
+    lowest().expires_after(write_timeout);
+    net::async_write(
+        stream_, net::buffer(out_),
+        beast::bind_front_handler(&session::on_partial_written, self()));
+  }
+
+  void on_partial_written(beast::error_code ec, std::size_t) {
+    if (ec) return fail(ec, "write");
+    if (partial_fault_.kind == fault_kind::reset_mid) return reset_now();
+    stall(partial_fault_.stall_ms);
+  }
+
+  // -- streams
+  // ----------------------------------------------------------------------
+
+  void start_stream(const chat_request& chat, answer ans, const fault& f) {
+    auto& req = parser_->get();
+    job_.emplace();
+    auto& job = *job_;
+    job.ans = std::move(ans);
+    job.include_usage = chat.include_usage;
+    job.delay_ms = state_.opts.token_delay_ms;
+    if (auto d = int_header(req, "x-sim-token-delay-ms", max_delay_ms); d >= 0)
+      job.delay_ms = d;
+    job.injected = f;
+    job.chunked = version_ >= 11;
+    if (!job.chunked || f.kind == fault_kind::no_done ||
+        f.kind == fault_kind::error_mid)
+      keep_alive_ = false;
+    if (!job.ans.tool_calls.empty()) {
+      job.tool_pieces = split_tool_calls(job.ans.tool_calls);
+      job.pieces = static_cast<int64_t>(job.tool_pieces.size());
+    } else if (job.ans.synthetic_words >= 0) {
+      job.pieces = job.ans.synthetic_words;
+    } else {
+      job.pieces = count_words(job.ans.content);
+    }
+    job.fault_at = job.pieces / 2;
+    job.chunk.id = job.ans.id;
+    job.chunk.created = job.ans.created;
+    job.chunk.model = chat.model;
+    job.chunk.choices.resize(1);
+    head_.emplace(http::status::ok, version_);
+    head_->set(http::field::server, "maritaca-sim");
+    head_->set(http::field::content_type, "text/event-stream");
+    head_->set(http::field::cache_control, "no-cache");
+    head_->keep_alive(keep_alive_);
+    if (job.chunked) head_->chunked(true);
+    head_sr_.emplace(*head_);
+    lowest().expires_after(write_timeout);
+    http::async_write_header(
+        stream_, *head_sr_,
+        beast::bind_front_handler(&session::on_head_written, self()));
+  }
+
+  void on_head_written(beast::error_code ec, std::size_t) {
+    if (ec) return fail(ec, "write head");
+    head_sr_.reset();
+    head_.reset();
+    watch_peer();
+    write_event();
+  }
+
+  /// Appends event `payload` (a JSON text) to `out_`, framed.
+  void append_event(std::string_view payload) {
+    append_framed(out_, sse::format_data(payload), job_->chunked);
+  }
+
+  /// Writes the next event of the stream (or applies its fault).
+  void write_event() {
+    if (closed_) return;
+    auto& job = *job_;
+    auto& choice = job.chunk.choices.front();
+    out_.clear();
+    bool mid_fault_due =
+        is_mid_fault(job.injected) && !job.fault_fired &&
+        (job.next == stream_job::step::finish ||
+         (job.next == stream_job::step::body && job.piece >= job.fault_at));
+    if (mid_fault_due) {
+      job.fault_fired = true;
+      switch (job.injected.kind) {
+      case fault_kind::reset_mid:
+        return reset_now();
+      case fault_kind::stall_mid:
+        return stall(job.injected.stall_ms);
+      case fault_kind::bad_json:
+        // A truncated chunk: the closing brace is missing.
+        append_event("{\"id\":\"" + job.ans.id +
+                     "\",\"object\":\"chat.completion.chunk\","
+                     "\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                     "\"broken\"}}]");
+        return write_out();
+      case fault_kind::error_mid: {
+        api_error err;
+        err.message = "simulated error in the middle of the stream";
+        err.type = "server_error";
+        err.code = "internal_error";
+        append_event(wire::encode_error(err, wire::error_shape::openai));
+        if (job.chunked) out_.append("0\r\n\r\n");
+        job.next = stream_job::step::closed;
+        return write_out();
+      }
+      default:
+        break;
+      }
+    }
+    switch (job.next) {
+    case stream_job::step::role:
+      choice.role = "assistant";
+      append_event(wire::encode_chunk(job.chunk));
+      choice.role.clear();
+      job.next =
+          job.pieces > 0 ? stream_job::step::body : stream_job::step::finish;
+      break;
+    case stream_job::step::body:
+      fill_body_piece(job, choice);
+      append_event(wire::encode_chunk(job.chunk));
+      choice.content.clear();
+      choice.tool_calls.clear();
+      if (++job.piece >= job.pieces) job.next = stream_job::step::finish;
+      break;
+    case stream_job::step::finish:
+      choice.finish_reason = job.ans.finish_reason;
+      append_event(wire::encode_chunk(job.chunk));
+      job.next =
+          job.include_usage ? stream_job::step::usage : stream_job::step::done;
+      break;
+    case stream_job::step::usage:
+      job.chunk.choices.clear();
+      job.chunk.usage = job.ans.tokens;
+      append_event(wire::encode_chunk(job.chunk));
+      job.next = stream_job::step::done;
+      break;
+    case stream_job::step::done:
+      if (job.injected.kind != fault_kind::no_done)
+        append_framed(out_, sse::format_data("[DONE]"), job.chunked);
+      if (job.chunked) out_.append("0\r\n\r\n");
+      job.next = stream_job::step::closed;
+      break;
+    case stream_job::step::closed:
+      return;
+    }
+    write_out();
+  }
+
+  /// Sets the delta of the next body piece: a word of the text (with its
+  /// trailing space) or a piece of a tool call.
+  void fill_body_piece(stream_job& job, chunk_choice& choice) {
+    if (!job.tool_pieces.empty()) {
+      auto& p = job.tool_pieces[static_cast<std::size_t>(job.piece)];
+      auto& call = job.ans.tool_calls[p.call];
+      tool_call_delta delta;
+      delta.index = static_cast<int64_t>(p.call);
+      if (p.header) {
+        delta.id = call.id;
+        delta.type = "function";
+        delta.name = call.name;
+      } else {
+        delta.arguments = call.arguments.substr(p.offset, p.length);
+      }
+      choice.tool_calls.push_back(std::move(delta));
+    } else if (job.ans.synthetic_words >= 0) {
+      append_synthetic_piece(choice.content, job.piece, job.pieces);
+    } else {
+      std::string_view text = job.ans.content;
+      auto end = next_piece(text, job.pos);
+      choice.content.assign(text.substr(job.pos, end - job.pos));
+      job.pos = end;
+    }
+  }
+
+  void write_out() {
+    lowest().expires_after(write_timeout);
+    net::async_write(
+        stream_, net::buffer(out_),
+        beast::bind_front_handler(&session::on_event_written, self()));
+  }
+
+  void on_event_written(beast::error_code ec, std::size_t) {
+    if (ec) return fail(ec, "write event");
+    if (closed_) return;
+    auto& job = *job_;
+    if (job.next == stream_job::step::closed) {
+      job_.reset();
+      flight_.reset();
+      if (!keep_alive_) return close_graceful();
+      return next_request();
+    }
+    // The delay separates tokens: it comes before every body piece.
+    if (job.delay_ms > 0 && job.next == stream_job::step::body) {
+      timer_.expires_after(std::chrono::milliseconds(job.delay_ms));
+      return timer_.async_wait(
+          beast::bind_front_handler(&session::on_delay, self()));
+    }
+    write_event();
+  }
+
+  void on_delay(beast::error_code ec) {
+    if (ec || closed_) return;
+    write_event();
+  }
+
+  // -- faults and endings
+  // -------------------------------------------------------
+
+  /// Answers nothing for up to `ms`, then closes; closes earlier when the
+  /// client leaves.
+  void stall(int64_t ms) {
+    watch_peer();
+    timer_.expires_after(std::chrono::milliseconds(ms));
+    timer_.async_wait(
+        beast::bind_front_handler(&session::on_stall_end, self()));
+  }
+
+  void on_stall_end(beast::error_code ec) {
+    if (ec || closed_) return;
+    close_now();
+  }
+
+  /// Aborts the connection with RST (SO_LINGER 0), no further byte.
+  void reset_now() {
+    if (closed_) return;
+    closed_ = true;
+    flight_.reset();
+    timer_.cancel();
+    beast::error_code ec;
+    lowest().socket().set_option(net::socket_base::linger(true, 0), ec);
+    lowest().close();
+  }
+
+  /// Closes the connection at once (FIN, or RST when data is unread).
+  void close_now() {
+    if (closed_) return;
+    closed_ = true;
+    flight_.reset();
+    timer_.cancel();
+    beast::error_code ec;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
+  }
+
+  /// Closes after a complete response: TLS close_notify, or FIN followed
+  /// by reading until the peer closes (so it gets all our bytes, not a RST).
+  void close_graceful() {
+    if (closed_) return;
+    if (watching_) return close_now();
+    if constexpr (is_tls) {
+      lowest().expires_after(linger_timeout);
+      stream_.async_shutdown(
+          beast::bind_front_handler(&session::on_shutdown, self()));
+    } else {
+      beast::error_code ec;
+      lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+      if (ec) return close_now();
+      lowest().expires_after(linger_timeout);
+      drain();
+    }
+  }
+
+  void on_shutdown(beast::error_code) { close_now(); }
+
+  void drain() {
+    stream_.async_read_some(
+        net::buffer(drain_buf_),
+        beast::bind_front_handler(&session::on_drain, self()));
+  }
+
+  void on_drain(beast::error_code ec, std::size_t) {
+    if (ec) return close_now();
+    drain();
+  }
+
+  /// The one failure path: logs unusual errors when verbose, then closes.
+  void fail(beast::error_code ec, const char* what) {
+    if (closed_) return;
+    if (state_.opts.verbose && !is_ordinary(ec))
+      std::fprintf(stderr, "maritaca-sim: %s: %s\n", what,
+                   ec.message().c_str());
+    close_now();
+  }
+
+  Stream stream_;
+  shared_state& state_;
+  /// Chunk delays, stalls and idle waits (one at a time).
+  net::steady_timer timer_;
+  beast::flat_buffer buffer_;
+  std::optional<request_parser> parser_;
+  std::optional<http::response<http::string_body>> res_;
+  std::optional<http::response<http::empty_body>> head_;
+  std::optional<http::response_serializer<http::empty_body>> head_sr_;
+  std::optional<stream_job> job_;
+  /// Holds the current chat request in flight; released exactly once.
+  std::optional<flight_guard> flight_;
+  /// Bytes of the event (or partial response) being written.
+  std::string out_;
+  fault partial_fault_;
+  std::array<char, 512> drain_buf_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool closed_ = false;
+  /// A watch read is pending.
+  bool watching_ = false;
+  /// The response is done; the pending watch read starts the next request.
+  bool resume_after_watch_ = false;
+};
+
+} // namespace
+
+// -- server
+// ---------------------------------------------------------------------
+
+struct server::impl {
+  explicit impl(options opts) : state(std::move(opts)) {
+    // nop
+  }
+
+  void do_accept() {
+    acceptor->async_accept(net::make_strand(ioc),
+                           [this](beast::error_code ec, tcp::socket socket) {
+                             on_accept(ec, std::move(socket));
+                           });
+  }
+
+  void on_accept(beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
+    if (ec) {
+      // E.g. out of file descriptors: wait a little instead of spinning.
+      if (state.opts.verbose)
+        std::fprintf(stderr, "maritaca-sim: accept: %s\n",
+                     ec.message().c_str());
+      accept_backoff.expires_after(50ms);
+      accept_backoff.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec) do_accept();
+      });
+      return;
+    }
+    state.counters.connections.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    if (tls)
+      std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(
+          std::move(socket), *tls, state)
+          ->run();
+    else
+      std::make_shared<session<beast::tcp_stream>>(std::move(socket), state)
+          ->run();
+    do_accept();
+  }
+
+  // Destroyed in reverse order: the io_context (and with it every session)
+  // goes before the state and the TLS context the sessions refer to.
+  shared_state state;
+  std::optional<ssl::context> tls;
+  net::io_context ioc;
+  std::optional<tcp::acceptor> acceptor;
+  net::steady_timer accept_backoff{ioc};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  std::string url;
+  bool stopped = false;
+};
+
+server::server(options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
+  // nop
+}
+
+server::~server() {
+  stop();
+}
+
+std::string server::start() {
+  auto& d = *impl_;
+  auto& opts = d.state.opts;
+  if (!opts.tls_cert.empty()) {
+    d.tls.emplace(ssl::context::tls_server);
+    d.tls->set_options(ssl::context::default_workarounds |
+                       ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                       ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    beast::error_code ec;
+    d.tls->use_certificate_chain_file(opts.tls_cert, ec);
+    if (ec)
+      throw std::runtime_error("cannot load TLS certificate " + opts.tls_cert +
+                               ": " + ec.message());
+    d.tls->use_private_key_file(opts.tls_key, ssl::context::pem, ec);
+    if (ec)
+      throw std::runtime_error("cannot load TLS key " + opts.tls_key + ": " +
+                               ec.message());
+  }
+  beast::error_code ec;
+  tcp::resolver resolver{d.ioc};
+  auto results = resolver.resolve(opts.host, std::to_string(opts.port),
+                                  tcp::resolver::passive, ec);
+  if (ec || results.empty())
+    throw std::runtime_error("cannot resolve " + opts.host + ": " +
+                             ec.message());
+  auto endpoint = results.begin()->endpoint();
+  d.acceptor.emplace(d.ioc);
+  d.acceptor->open(endpoint.protocol(), ec);
+  if (!ec) d.acceptor->set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) d.acceptor->bind(endpoint, ec);
+  if (!ec) d.acceptor->listen(net::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::runtime_error("cannot listen on " + opts.host + ":" +
+                             std::to_string(opts.port) + ": " + ec.message());
+  auto bound = d.acceptor->local_endpoint();
+  // Print an address a client can connect to.
+  std::string host = opts.host;
+  if (bound.address().is_unspecified())
+    host = bound.address().is_v6() ? "[::1]" : "127.0.0.1";
+  else if (host.find(':') != std::string::npos)
+    host = "[" + host + "]";
+  d.url = std::string{d.tls ? "https" : "http"} + "://" + host + ":" +
+          std::to_string(bound.port()) + "/api";
+  d.do_accept();
+  d.work.emplace(d.ioc.get_executor());
+  auto n = opts.threads > 0 ? opts.threads
+                            : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i)
+    d.threads.emplace_back([&d] { d.ioc.run(); });
+  return d.url;
+}
+
+const std::string& server::url() const noexcept {
+  return impl_->url;
+}
+
+void server::run_until_signal() {
+  auto& d = *impl_;
+  net::signal_set signals{d.ioc, SIGINT, SIGTERM};
+  std::promise<void> caught;
+  signals.async_wait([&caught](beast::error_code, int) { caught.set_value(); });
+  caught.get_future().wait();
+  stop();
+}
+
+void server::stop() {
+  auto& d = *impl_;
+  if (d.stopped) return;
+  d.stopped = true;
+  d.work.reset();
+  d.ioc.stop();
+  for (auto& t : d.threads)
+    t.join();
+  if (d.acceptor) {
+    beast::error_code ec;
+    d.acceptor->close(ec);
+  }
+  d.threads.clear();
+}
+
+} // namespace maritaca::sim

@@ -1,0 +1,47 @@
+#pragma once
+
+/// @file
+/// The simulator's HTTP(S) server: a multi-threaded Beast server with one
+/// strand per connection. Usable as a program (main.cpp) or embedded in
+/// another program (it runs on its own threads).
+
+#include "options.hpp"
+
+#include <memory>
+#include <string>
+
+namespace maritaca::sim {
+
+/// A Maritaca-compatible server. Not copyable; stops when destroyed.
+class server {
+public:
+  /// Prepares a server with `opts` (nothing listens yet).
+  explicit server(options opts);
+
+  /// Stops the server (see `stop`).
+  ~server();
+
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Binds, listens and starts the I/O threads. Returns the base URL, e.g.
+  /// "http://127.0.0.1:40123/api". Throws `std::runtime_error` when the
+  /// address cannot be bound or the TLS files cannot be loaded.
+  std::string start();
+
+  /// Returns the base URL (empty before `start`).
+  const std::string& url() const noexcept;
+
+  /// Blocks until SIGINT or SIGTERM arrives, then stops.
+  void run_until_signal();
+
+  /// Stops accepting, drops all connections and joins the I/O threads.
+  /// Idempotent.
+  void stop();
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace maritaca::sim
