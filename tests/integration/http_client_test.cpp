@@ -1,0 +1,648 @@
+// Integration tests of http_client over real loopback sockets, against
+// maritaca-sim (and, for the stale-connection retry, a tiny scripted
+// server).
+
+#include "maritaca/transport/http_client.hpp"
+
+#include "support/process.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+using namespace maritaca;
+using namespace maritaca::transport;
+using namespace std::chrono_literals;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// Records the events of one exchange and lets the test wait for them.
+struct recorder : observer {
+  std::mutex mtx;
+  std::condition_variable cv;
+  int heads = 0;
+  response_head head;
+  std::string body;
+  std::vector<clock_type::time_point> data_times;
+  int dones = 0;
+  int failures = 0;
+  failure what;
+  clock_type::time_point end_time;
+  /// Decides what on_data returns (default: keep reading).
+  std::function<bool(std::string_view)> on_data_hook;
+
+  void on_head(const response_head& x) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    ++heads;
+    head = x;
+    cv.notify_all();
+  }
+
+  bool on_data(std::string_view bytes) override {
+    std::function<bool(std::string_view)> hook;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      body.append(bytes);
+      data_times.push_back(clock_type::now());
+      hook = on_data_hook;
+      cv.notify_all();
+    }
+    return hook ? hook(bytes) : true;
+  }
+
+  void on_done() override {
+    std::lock_guard<std::mutex> guard{mtx};
+    ++dones;
+    end_time = clock_type::now();
+    cv.notify_all();
+  }
+
+  void on_failure(const failure& x) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    ++failures;
+    what = x;
+    end_time = clock_type::now();
+    cv.notify_all();
+  }
+
+  /// Waits until `pred` holds (under the lock), at most `timeout`.
+  template <class Pred>
+  bool wait_until(Pred pred, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock<std::mutex> guard{mtx};
+    return cv.wait_for(guard, timeout, [&] { return pred(); });
+  }
+
+  /// Waits for the terminal event.
+  bool wait_end(std::chrono::milliseconds timeout = 10s) {
+    return wait_until([this] { return dones + failures > 0; }, timeout);
+  }
+
+  std::size_t pieces() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return data_times.size();
+  }
+};
+
+/// Waits until `pred()` holds, polling, at most `timeout`.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
+  auto until = clock_type::now() + timeout;
+  while (!pred()) {
+    if (clock_type::now() >= until) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+/// Reads the integer member `name` of a flat JSON object (test helper for
+/// /sim/stats only).
+long json_int(const std::string& json, const std::string& name) {
+  auto key = "\"" + name + "\"";
+  auto pos = json.find(key);
+  if (pos == std::string::npos) return -1;
+  pos = json.find(':', pos + key.size());
+  return pos == std::string::npos ? -1 : std::atol(json.c_str() + pos + 1);
+}
+
+/// Fetches /sim/stats of a plain-HTTP simulator with a fresh connection.
+long sim_stat(test::sim_process& sim, const std::string& name) {
+  std::string body;
+  if (test::http_get(sim.port(), "/sim/stats", body) != 200) return -1;
+  return json_int(body, name);
+}
+
+std::string chat_body(bool stream, const std::string& text = "hello") {
+  return R"({"model":"sabia-4","messages":[{"role":"user","content":")" + text +
+         "\"}]" + (stream ? R"(,"stream":true)" : "") + "}";
+}
+
+request chat_request(const std::string& base, bool stream,
+                     header_list extra = {}) {
+  request req;
+  req.url = base + "/chat/completions";
+  req.fields = std::move(extra);
+  req.fields.push_back({"Content-Type", "application/json"});
+  req.body = chat_body(stream);
+  req.stream = stream;
+  return req;
+}
+
+/// Runs one exchange to its end and returns the recorder.
+std::shared_ptr<recorder> run(http_client& client, request req,
+                              std::chrono::milliseconds timeout = 10s) {
+  auto rec = std::make_shared<recorder>();
+  client.start(std::move(req), rec);
+  REQUIRE(rec->wait_end(timeout));
+  return rec;
+}
+
+/// Returns a loopback port nobody listens on.
+int closed_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+} // namespace
+
+TEST_CASE("a plain answer over HTTP") {
+  test::sim_process sim;
+  http_client client;
+  auto rec = run(client, chat_request(sim.base_url(), false));
+  CHECK(rec->failures == 0);
+  CHECK(rec->dones == 1);
+  CHECK(rec->heads == 1);
+  CHECK(rec->head.status == 200);
+  CHECK(rec->data_times.size() == 1); // a non-stream body comes once
+  CHECK(rec->body.find("\"chat.completion\"") != std::string::npos);
+  CHECK(find_header(rec->head.fields, "CONTENT-TYPE").find("json") !=
+        std::string_view::npos);
+  CHECK(eventually([&] { return client.stats().active == 0; }));
+}
+
+TEST_CASE("GET of the models list") {
+  test::sim_process sim;
+  http_client client;
+  request req;
+  req.method = "GET";
+  req.url = sim.base_url() + "/models";
+  auto rec = run(client, req);
+  REQUIRE(rec->dones == 1);
+  CHECK(rec->head.status == 200);
+  CHECK(rec->body.find("sabia-4") != std::string::npos);
+}
+
+TEST_CASE("a plain answer over TLS with a CA file") {
+  auto cert = test::make_test_cert("localhost");
+  test::sim_process sim{
+      {"--tls-cert", cert.cert_file, "--tls-key", cert.key_file}};
+  REQUIRE(sim.base_url().rfind("https://", 0) == 0);
+  client_config cfg;
+  cfg.ca_file = cert.cert_file;
+  http_client client{cfg};
+  SECTION("by IP address") {
+    auto rec = run(client, chat_request(sim.base_url(), false));
+    INFO(rec->what.describe());
+    REQUIRE(rec->dones == 1);
+    CHECK(rec->head.status == 200);
+    CHECK(rec->body.find("\"chat.completion\"") != std::string::npos);
+  }
+  SECTION("by host name (SNI), kept alive") {
+    auto base = "https://localhost:" + std::to_string(sim.port()) + "/api";
+    for (int i = 0; i < 3; ++i) {
+      auto rec = run(client, chat_request(base, true));
+      INFO(rec->what.describe());
+      REQUIRE(rec->dones == 1);
+      CHECK(rec->body.find("[DONE]") != std::string::npos);
+    }
+    CHECK(client.stats().connections_opened == 1);
+    CHECK(client.stats().connections_reused == 2);
+  }
+}
+
+TEST_CASE("a self-signed server is refused without its CA, accepted with") {
+  auto cert = test::make_test_cert("localhost");
+  test::sim_process sim{
+      {"--tls-cert", cert.cert_file, "--tls-key", cert.key_file}};
+  {
+    http_client client;
+    auto rec = run(client, chat_request(sim.base_url(), false));
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::tls_failed);
+    CHECK(rec->what.message.find("certificate verification failed") !=
+          std::string::npos);
+    CHECK_FALSE(rec->what.response_started);
+  }
+  {
+    client_config cfg;
+    cfg.ca_file = cert.cert_file;
+    http_client client{cfg};
+    auto rec = run(client, chat_request(sim.base_url(), false));
+    CHECK(rec->dones == 1);
+  }
+  {
+    client_config cfg;
+    cfg.verify_peer = false;
+    http_client client{cfg};
+    auto rec = run(client, chat_request(sim.base_url(), false));
+    CHECK(rec->dones == 1);
+  }
+}
+
+TEST_CASE("a certificate for another host name is refused") {
+  auto cert = test::make_test_cert("other.test");
+  test::sim_process sim{
+      {"--tls-cert", cert.cert_file, "--tls-key", cert.key_file}};
+  client_config cfg;
+  cfg.ca_file = cert.cert_file; // the chain is trusted, the name is not
+  http_client client{cfg};
+  auto base = "https://localhost:" + std::to_string(sim.port()) + "/api";
+  auto rec = run(client, chat_request(base, false));
+  REQUIRE(rec->failures == 1);
+  CHECK(rec->what.code == errc::tls_failed);
+  CHECK(rec->what.message.find("certificate verification failed") !=
+        std::string::npos);
+  CHECK(rec->what.message.find("localhost") != std::string::npos);
+}
+
+TEST_CASE("a streamed answer arrives incrementally") {
+  test::sim_process sim;
+  http_client client;
+  auto rec = run(client, chat_request(sim.base_url(), true,
+                                      {{"x-sim-token-delay-ms", "20"},
+                                       {"x-sim-chunks", "12"}}));
+  REQUIRE(rec->dones == 1);
+  CHECK(rec->head.status == 200);
+  CHECK(find_header(rec->head.fields, "content-type").find("event-stream") !=
+        std::string_view::npos);
+  CHECK(rec->data_times.size() >= 6);
+  // 12 chunks 20 ms apart: the first piece comes long before the end.
+  CHECK(rec->end_time - rec->data_times.front() >= 150ms);
+  CHECK(rec->body.find("data: [DONE]") != std::string::npos);
+}
+
+TEST_CASE("injected faults give typed failures") {
+  test::sim_process sim;
+  http_client client;
+  auto with_fault = [&](std::string fault, bool stream = true) {
+    return chat_request(
+        sim.base_url(), stream,
+        {{"x-sim-fault", std::move(fault)}, {"x-sim-token-delay-ms", "10"}});
+  };
+  SECTION("status faults reach the observer as a head") {
+    auto rec = run(client, with_fault("429;retry-after=3", false));
+    REQUIRE(rec->dones == 1);
+    CHECK(rec->head.status == 429);
+    CHECK(find_header(rec->head.fields, "retry-after") == "3");
+    rec = run(client, with_fault("503", false));
+    CHECK(rec->head.status == 503);
+  }
+  SECTION("reset-before") {
+    auto rec = run(client, with_fault("reset-before"));
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::connection_lost);
+    CHECK_FALSE(rec->what.response_started);
+    CHECK(rec->heads == 0);
+  }
+  SECTION("reset-mid") {
+    auto rec = run(client, with_fault("reset-mid"));
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::connection_lost);
+    CHECK(rec->what.response_started);
+    CHECK(rec->heads == 1);
+    CHECK_FALSE(rec->body.empty());
+  }
+  SECTION("stall-first") {
+    auto req = with_fault("stall-first");
+    req.limits.first_byte = 300ms;
+    auto start = clock_type::now();
+    auto rec = run(client, req);
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::timeout);
+    CHECK(rec->what.which == deadline::first_byte);
+    CHECK(rec->end_time - start >= 250ms);
+    CHECK(rec->end_time - start < 3s);
+  }
+  SECTION("stall-mid") {
+    auto req = with_fault("stall-mid");
+    req.limits.idle = 300ms;
+    auto rec = run(client, req);
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::timeout);
+    CHECK(rec->what.which == deadline::idle);
+    CHECK(rec->what.response_started);
+    CHECK_FALSE(rec->body.empty());
+  }
+  SECTION("the total deadline") {
+    auto req = with_fault("stall-first");
+    req.limits.total = 300ms;
+    auto rec = run(client, req);
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::timeout);
+    CHECK(rec->what.which == deadline::total);
+  }
+  // Every failed connection is closed, never pooled.
+  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(client.stats().active == 0);
+}
+
+TEST_CASE("connect failures and invalid requests") {
+  http_client client;
+  SECTION("nobody listens") {
+    request req;
+    req.url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/";
+    auto rec = run(client, req);
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::connect_failed);
+  }
+  SECTION("a header value with CR LF") {
+    request req;
+    req.url = "http://127.0.0.1:9/";
+    req.fields.push_back({"x-evil", "a\r\nInjected: yes"});
+    auto rec = run(client, req);
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::invalid_argument);
+  }
+  SECTION("a header value with NUL") {
+    request req;
+    req.url = "http://127.0.0.1:9/";
+    req.fields.push_back({"x-evil", std::string{"a\0b", 3}});
+    auto rec = run(client, req);
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::invalid_argument);
+  }
+  SECTION("an unparsable URL") {
+    request req;
+    req.url = "ftp://example.com/";
+    auto rec = run(client, req);
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::invalid_argument);
+  }
+  CHECK(eventually([&] { return client.stats().active == 0; }));
+}
+
+TEST_CASE("cancelling a stream frees its connection") {
+  test::sim_process sim;
+  client_config cfg;
+  cfg.max_connections_per_origin = 1;
+  http_client client{cfg};
+  auto rec = std::make_shared<recorder>();
+  auto id = client.start(
+      chat_request(sim.base_url(), true,
+                   {{"x-sim-token-delay-ms", "50"}, {"x-sim-chunks", "100"}}),
+      rec);
+  REQUIRE(rec->wait_until([&] { return !rec->data_times.empty(); }));
+  CHECK(sim_stat(sim, "in_flight") == 1);
+  client.cancel(id);
+  REQUIRE(rec->wait_end(2s));
+  CHECK(rec->failures == 1);
+  CHECK(rec->dones == 0);
+  CHECK(rec->what.code == errc::cancelled);
+  CHECK(rec->what.response_started);
+  // The server sees the connection go away.
+  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  // Cancelling again, or after the end, does nothing.
+  client.cancel(id);
+  std::this_thread::sleep_for(20ms);
+  CHECK(rec->failures == 1);
+  // The only slot of the origin is free again.
+  auto next = run(client, chat_request(sim.base_url(), false));
+  CHECK(next->dones == 1);
+  CHECK(client.stats().connections_opened == 2);
+}
+
+TEST_CASE("cancelling a queued exchange") {
+  test::sim_process sim;
+  client_config cfg;
+  cfg.max_connections_per_origin = 1;
+  http_client client{cfg};
+  auto first = std::make_shared<recorder>();
+  auto first_id = client.start(
+      chat_request(sim.base_url(), true,
+                   {{"x-sim-token-delay-ms", "20"}, {"x-sim-chunks", "20"}}),
+      first);
+  auto queued = std::make_shared<recorder>();
+  auto queued_id = client.start(chat_request(sim.base_url(), false), queued);
+  client.cancel(queued_id);
+  REQUIRE(queued->wait_end(2s));
+  CHECK(queued->what.code == errc::cancelled);
+  CHECK_FALSE(queued->what.response_started);
+  CHECK(queued->heads == 0);
+  REQUIRE(first->wait_end());
+  CHECK(first->dones == 1);
+  client.cancel(first_id); // after the end: nothing happens
+  std::this_thread::sleep_for(20ms);
+  CHECK(first->failures == 0);
+}
+
+TEST_CASE("keep-alive reuses one connection") {
+  test::sim_process sim;
+  http_client client;
+  for (int i = 0; i < 10; ++i) {
+    auto rec = run(client, chat_request(sim.base_url(), i % 2 == 0));
+    REQUIRE(rec->dones == 1);
+    REQUIRE(rec->head.status == 200);
+  }
+  auto stats = client.stats();
+  CHECK(stats.connections_opened == 1);
+  CHECK(stats.connections_reused == 9);
+  CHECK(stats.idle == 1);
+  CHECK(stats.active == 0);
+  // Ask the simulator over the same pooled connection.
+  request req;
+  req.method = "GET";
+  req.url = sim.origin() + "/sim/stats";
+  auto rec = run(client, req);
+  REQUIRE(rec->dones == 1);
+  CHECK(json_int(rec->body, "connections") == 1);
+  CHECK(json_int(rec->body, "requests") == 10); // chat requests only
+}
+
+TEST_CASE("idle connections expire after keep_alive") {
+  test::sim_process sim;
+  client_config cfg;
+  cfg.keep_alive = 200ms;
+  http_client client{cfg};
+  run(client, chat_request(sim.base_url(), false));
+  CHECK(client.stats().idle == 1);
+  CHECK(eventually([&] { return client.stats().idle == 0; }, 2s));
+  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  auto rec = run(client, chat_request(sim.base_url(), false));
+  CHECK(rec->dones == 1);
+  CHECK(client.stats().connections_opened == 2);
+  CHECK(client.stats().connections_reused == 0);
+}
+
+TEST_CASE("max_connections_per_origin bounds concurrency") {
+  test::sim_process sim;
+  client_config cfg;
+  cfg.max_connections_per_origin = 2;
+  http_client client{cfg};
+  std::vector<std::shared_ptr<recorder>> recs;
+  for (int i = 0; i < 6; ++i) {
+    recs.push_back(std::make_shared<recorder>());
+    client.start(
+        chat_request(sim.base_url(), true,
+                     {{"x-sim-token-delay-ms", "10"}, {"x-sim-chunks", "8"}}),
+        recs.back());
+  }
+  CHECK(client.stats().active == 6);
+  for (auto& rec : recs) {
+    REQUIRE(rec->wait_end());
+    CHECK(rec->dones == 1);
+  }
+  CHECK(sim_stat(sim, "max_in_flight") == 2);
+  CHECK(client.stats().connections_opened == 2);
+  CHECK(client.stats().connections_reused == 4);
+}
+
+TEST_CASE("on_data returning false pauses reading until resume") {
+  test::sim_process sim;
+  http_client client;
+  auto rec = std::make_shared<recorder>();
+  std::atomic<bool> pause{true};
+  rec->on_data_hook = [&](std::string_view) { return !pause.exchange(false); };
+  auto req =
+      chat_request(sim.base_url(), true,
+                   {{"x-sim-token-delay-ms", "5"}, {"x-sim-chunks", "20"}});
+  // The idle deadline does not run while paused.
+  req.limits.idle = 150ms;
+  auto id = client.start(std::move(req), rec);
+  REQUIRE(rec->wait_until([&] { return !rec->data_times.empty(); }));
+  // Paused: nothing more arrives although the server keeps sending.
+  std::this_thread::sleep_for(400ms);
+  CHECK(rec->pieces() == 1);
+  CHECK(rec->dones + rec->failures == 0);
+  client.resume(id);
+  REQUIRE(rec->wait_end());
+  INFO(rec->what.describe());
+  CHECK(rec->dones == 1);
+  CHECK(rec->pieces() > 1);
+  CHECK(rec->body.find("data: [DONE]") != std::string::npos);
+}
+
+TEST_CASE("destroying the client cancels running exchanges promptly") {
+  test::sim_process sim;
+  std::vector<std::shared_ptr<recorder>> recs;
+  auto client = std::make_unique<http_client>([] {
+    client_config cfg;
+    cfg.max_connections_per_origin = 2;
+    return cfg;
+  }());
+  for (int i = 0; i < 3; ++i) {
+    recs.push_back(std::make_shared<recorder>());
+    client->start(
+        chat_request(sim.base_url(), true, {{"x-sim-fault", "stall-first"}}),
+        recs.back());
+  }
+  recs.push_back(std::make_shared<recorder>());
+  client->start(
+      chat_request(sim.base_url(), true,
+                   {{"x-sim-token-delay-ms", "50"}, {"x-sim-chunks", "100"}}),
+      recs.back());
+  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 2; }));
+  auto start = clock_type::now();
+  client.reset();
+  CHECK(clock_type::now() - start < 1s);
+  for (auto& rec : recs) {
+    CHECK(rec->dones == 0);
+    CHECK(rec->failures == 1);
+    CHECK(rec->what.code == errc::cancelled);
+  }
+  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+}
+
+namespace {
+
+/// A scripted HTTP server on loopback: it answers the first request of its
+/// first connection with keep-alive, closes that connection when the
+/// second request arrives on it (like a server dropping an idle
+/// connection just as it is reused), and answers every request on later
+/// connections.
+class flaky_server {
+public:
+  flaky_server() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(fd_, 8);
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+
+  ~flaky_server() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+
+  int port() const { return port_; }
+
+  int connections() const { return connections_; }
+
+private:
+  static bool read_request(int fd) {
+    std::string data;
+    char buf[1024];
+    while (data.find("\r\n\r\n") == std::string::npos) {
+      auto n = read(fd, buf, sizeof(buf));
+      if (n <= 0) return false;
+      data.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  static void answer(int fd) {
+    std::string res = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 11\r\n\r\n{\"ok\":true}";
+    auto n = write(fd, res.data(), res.size());
+    (void)n;
+  }
+
+  void serve() {
+    for (;;) {
+      int conn = accept(fd_, nullptr, nullptr);
+      if (conn < 0) return;
+      auto index = ++connections_;
+      std::thread([conn, index] {
+        if (read_request(conn)) {
+          answer(conn);
+          while (read_request(conn)) {
+            if (index == 1) break; // drop the reused connection without a byte
+            answer(conn);
+          }
+        }
+        close(conn);
+      }).detach();
+    }
+  }
+
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<int> connections_{0};
+  std::thread thread_;
+};
+
+} // namespace
+
+TEST_CASE("a pooled connection the server dropped is retried once") {
+  flaky_server server;
+  http_client client;
+  request req;
+  req.method = "GET";
+  req.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/x";
+  auto first = run(client, req);
+  REQUIRE(first->dones == 1);
+  CHECK(client.stats().idle == 1);
+  auto second = run(client, req);
+  INFO(second->what.describe());
+  REQUIRE(second->dones == 1);
+  CHECK(second->body == "{\"ok\":true}");
+  CHECK(server.connections() == 2);
+  CHECK(client.stats().connections_opened == 2);
+}
