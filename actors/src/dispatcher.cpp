@@ -98,6 +98,18 @@ struct dispatcher_state {
   bool tick_scheduled = false;
   dispatcher_stats stats;
 
+  /// On exit every queued ask gets `cancelled` (linked request actors see
+  /// the exit and answer theirs). Runs on the actor's own thread.
+  ~dispatcher_state() {
+    auto err = make_error(errc::cancelled, "the dispatcher shut down");
+    for (auto& [lane, q] : lanes)
+      for (auto& p : q) {
+        for (auto& s : p.ask.subscribers)
+          caf::anon_send(s, stream_failed{p.ask.id, err});
+        p.rp.deliver(err);
+      }
+  }
+
   static inline const char* name = "maritaca.dispatcher";
 };
 
@@ -229,18 +241,6 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
     st.tokens = bucket{static_cast<double>(admission.tokens_per_minute)};
     self->set_down_handler(
       [=](caf::down_msg& msg) { on_worker_down(self, msg); });
-    // On exit every queued ask gets `cancelled`; linked workers see the
-    // exit and answer theirs.
-    self->attach_functor([=](const caf::error&) {
-      auto err = make_error(errc::cancelled, "the dispatcher shut down");
-      for (auto& [lane, q] : self->state.lanes)
-        for (auto& p : q) {
-          for (auto& s : p.ask.subscribers)
-            caf::anon_send(s, stream_failed{p.ask.id, err});
-          p.rp.deliver(err);
-        }
-      self->state.lanes.clear();
-    });
     return {
       [=](ask_atom, ask& x) -> caf::typed_response_promise<ai_message> {
         auto& st = self->state;

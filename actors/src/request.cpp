@@ -6,6 +6,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <algorithm>
@@ -173,6 +174,22 @@ struct request_state {
   std::vector<subscriber_state> subscribers;
   chunk_aggregator aggregate;
   std::minstd_rand rng;
+
+  /// However the actor ends (normally every path goes through `succeed` or
+  /// `fail` first), the requester and the subscribers get their one
+  /// terminal message and the exchange is aborted. Runs on exit, on the
+  /// actor's own thread.
+  ~request_state() {
+    if (finished)
+      return;
+    auto err = make_error(errc::cancelled, "request actor terminated");
+    if (tag != 0)
+      caf::anon_send(job.wire, transport::cancel_atom::value, tag);
+    for (auto& s : subscribers)
+      caf::anon_send(s.handle, stream_failed{job.ask.id, err});
+    if (rp.pending())
+      rp.deliver(err);
+  }
 
   static inline const char* name = "maritaca.request";
 };
@@ -399,12 +416,6 @@ caf::behavior request_impl(request_self* self, request_job job) {
       fail(self, make_failure(errc::cancelled, "the subscriber went down"));
     else
       release_acks(self);
-  });
-  // Whatever ends this actor, a pending promise gets an answer.
-  self->attach_functor([=](const caf::error&) {
-    auto& st = self->state;
-    if (st.rp.pending())
-      st.rp.deliver(make_error(errc::cancelled, "request actor terminated"));
   });
   return {
     [=](run_atom) -> caf::response_promise {

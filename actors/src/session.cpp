@@ -77,6 +77,17 @@ struct session_state {
   /// back when the ask fails).
   std::size_t rollback = 0;
 
+  /// Asks still queued when the session ends get `cancelled`. Runs on exit,
+  /// on the actor's own thread.
+  ~session_state() {
+    auto err = make_error(errc::cancelled, "the session ended");
+    for (auto& q : queue) {
+      if (q.subscriber)
+        caf::anon_send(q.subscriber, stream_failed{0, err});
+      q.rp.deliver(err);
+    }
+  }
+
   static inline const char* name = "maritaca.session";
 };
 
@@ -146,17 +157,6 @@ session_actor::behavior_type session_impl(session_self* self, chat_model model,
   st.model.emplace(std::move(model));
   st.cfg = std::move(cfg);
   reset_history(self);
-  // Asks still queued when the session ends get `cancelled`.
-  self->attach_functor([=](const caf::error&) {
-    auto err = make_error(errc::cancelled, "the session ended");
-    for (auto& q : self->state.queue) {
-      if (q.subscriber)
-        caf::anon_send(q.subscriber, stream_failed{0, err});
-      q.rp.deliver(err);
-    }
-    self->state.queue.clear();
-    self->state.history.clear();
-  });
   return {
     [=](ask_atom, input& in) { return enqueue(self, in, caf::actor{}); },
     [=](stream_atom, input& in, caf::actor& subscriber) {

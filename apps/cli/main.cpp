@@ -1,0 +1,388 @@
+// maritaca: the command-line client.
+//
+//   maritaca ask [options] PROMPT        prints the answer
+//   maritaca ask --stream PROMPT         prints chunks as they come
+//   maritaca ask --json PROMPT           prints the whole response as JSON
+//   maritaca batch [--concurrency N] FILE|-   one prompt per line -> JSON lines
+//   maritaca chat                        a REPL keeping history
+//   maritaca models                      lists the models
+//
+// With neither --base-url (or MARITACA_API_BASE) nor an API key it starts
+// the bundled simulator in-process and says so on stderr.
+
+#include "maritaca/chat_model.hpp"
+#include "maritaca/session.hpp"
+#include "maritaca/transport/wire.hpp"
+
+#include "server.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* usage_text = R"(usage: maritaca COMMAND [options] [ARGS]
+
+commands:
+  ask [options] PROMPT       ask once and print the answer
+  batch [options] FILE|-     answer one prompt per line, as JSON lines in input
+                             order (progress on stderr when it is a terminal)
+  chat [options]             interactive chat keeping history
+                             (/clear, /history, /save FILE, /exit)
+  models [options]           list the available models
+
+options:
+  --base-url URL             API base URL (env MARITACA_API_BASE)
+  --api-key KEY              API key (env MARITACA_API_KEY)
+  --model NAME               model (default sabia-4)
+  --system TEXT              system prompt
+  --temperature X            sampling temperature
+  --max-tokens N             upper bound of answer tokens
+  --timeout SECONDS          deadline of each attempt (default 600)
+  --max-retries N            retries of failed attempts (default 2)
+  --ca-file FILE             extra trusted CA certificates (PEM)
+  --stream                   (ask) print the answer as it arrives
+  --json                     (ask) print the whole response as JSON
+  --concurrency N            requests at once (default 16)
+  -h, --help                 this text
+
+With neither --base-url nor an API key, maritaca starts its bundled
+simulator (maritaca-sim) in-process and says so on stderr.
+)";
+
+/// The parsed command line.
+struct cli_options {
+  std::string command;
+  std::vector<std::string> args;
+  std::optional<std::string> base_url;
+  std::optional<std::string> api_key;
+  std::string model = maritaca::default_model;
+  std::string system_prompt;
+  std::optional<double> temperature;
+  std::optional<int64_t> max_tokens;
+  std::optional<double> timeout_s;
+  std::optional<uint32_t> max_retries;
+  std::string ca_file;
+  bool stream = false;
+  bool json = false;
+  std::size_t concurrency = 16;
+};
+
+/// A usage error: printed as one line, exit code 2.
+struct usage_error {
+  std::string what;
+};
+
+template <class T>
+T parse_number(const std::string& flag, const std::string& text) {
+  std::istringstream in{text};
+  T value{};
+  if (!(in >> value) || !in.eof())
+    throw usage_error{flag + " expects a number, got '" + text + "'"};
+  return value;
+}
+
+cli_options parse(int argc, char** argv) {
+  cli_options o;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto& a = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size())
+        throw usage_error{a + " needs a value"};
+      return args[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      o.command = "help";
+      return o;
+    } else if (a == "--base-url") {
+      o.base_url = value();
+    } else if (a == "--api-key") {
+      o.api_key = value();
+    } else if (a == "--model") {
+      o.model = value();
+    } else if (a == "--system") {
+      o.system_prompt = value();
+    } else if (a == "--temperature") {
+      o.temperature = parse_number<double>(a, value());
+    } else if (a == "--max-tokens") {
+      o.max_tokens = parse_number<int64_t>(a, value());
+    } else if (a == "--timeout") {
+      o.timeout_s = parse_number<double>(a, value());
+      if (*o.timeout_s <= 0)
+        throw usage_error{"--timeout must be positive"};
+    } else if (a == "--max-retries") {
+      o.max_retries = parse_number<uint32_t>(a, value());
+    } else if (a == "--ca-file") {
+      o.ca_file = value();
+    } else if (a == "--concurrency") {
+      o.concurrency = parse_number<std::size_t>(a, value());
+      if (o.concurrency == 0)
+        throw usage_error{"--concurrency must be at least 1"};
+    } else if (a == "--stream") {
+      o.stream = true;
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (a.size() > 1 && a[0] == '-' && a != "-") {
+      throw usage_error{"unknown option " + a};
+    } else if (o.command.empty()) {
+      o.command = a;
+    } else {
+      o.args.push_back(a);
+    }
+  }
+  return o;
+}
+
+/// Fills a model configuration from the options and the environment.
+maritaca::model_config make_config(const cli_options& o,
+                                   const std::string& base_url) {
+  auto cfg = maritaca::model_config::from_env();
+  cfg.base_url = base_url;
+  if (o.api_key)
+    cfg.api_key = *o.api_key;
+  cfg.model = o.model;
+  cfg.temperature = o.temperature;
+  cfg.max_tokens = o.max_tokens;
+  cfg.ca_file = o.ca_file;
+  cfg.limits.max_concurrency = o.concurrency;
+  if (o.timeout_s) {
+    auto ms = std::chrono::milliseconds{
+      static_cast<int64_t>(*o.timeout_s * 1000)};
+    cfg.timeouts.total = ms;
+    cfg.timeouts.first_byte = std::min(cfg.timeouts.first_byte, ms);
+    cfg.timeouts.idle = std::min(cfg.timeouts.idle, ms);
+  }
+  if (o.max_retries)
+    cfg.retry.max_retries = *o.max_retries;
+  return cfg;
+}
+
+maritaca::input make_input(const cli_options& o, std::string prompt) {
+  maritaca::input in;
+  if (!o.system_prompt.empty())
+    in.messages.push_back(maritaca::chat_message::system(o.system_prompt));
+  in.messages.push_back(maritaca::chat_message::user(std::move(prompt)));
+  return in;
+}
+
+/// The response as the service's JSON (a `chat.completion`).
+std::string to_json(const maritaca::ai_message& msg) {
+  maritaca::chat_completion c;
+  c.id = msg.id;
+  c.model = msg.model;
+  c.usage = msg.usage;
+  maritaca::completion_choice choice;
+  choice.message = msg.message;
+  choice.finish_reason = msg.finish_reason;
+  c.choices.push_back(std::move(choice));
+  return maritaca::wire::encode_completion(c);
+}
+
+/// An error as an OpenAI-style JSON error body.
+std::string to_json(const caf::error& err) {
+  auto f = maritaca::to_failure(err);
+  maritaca::api_error e;
+  e.message = f.describe();
+  e.type = std::string{maritaca::to_string(f.code)};
+  if (f.status != 0)
+    e.code = std::to_string(f.status);
+  return maritaca::wire::encode_error(e);
+}
+
+int report(const caf::error& err) {
+  std::cerr << "maritaca: error: " << maritaca::describe(err) << std::endl;
+  return 1;
+}
+
+int run_ask(const maritaca::chat_model& model, const cli_options& o) {
+  if (o.args.size() != 1)
+    throw usage_error{"ask expects exactly one PROMPT"};
+  auto in = make_input(o, o.args[0]);
+  if (o.stream) {
+    auto chunks = model.stream(std::move(in));
+    for (auto& chunk : chunks)
+      std::cout << chunk.content << std::flush;
+    auto& result = chunks.result();
+    if (!result)
+      return report(result.error());
+    if (o.json)
+      std::cout << '\n' << to_json(*result);
+    std::cout << std::endl;
+    return 0;
+  }
+  auto result = model.invoke(std::move(in));
+  if (!result)
+    return report(result.error());
+  if (o.json) {
+    std::cout << to_json(*result) << std::endl;
+    return 0;
+  }
+  if (!result->tool_calls().empty()) {
+    for (auto& call : result->tool_calls())
+      std::cout << call.name << "(" << call.arguments << ")\n";
+    std::cout << std::flush;
+  } else {
+    std::cout << result->content() << std::endl;
+  }
+  return 0;
+}
+
+int run_batch(const maritaca::chat_model& model, const cli_options& o) {
+  if (o.args.size() != 1)
+    throw usage_error{"batch expects one FILE (or - for stdin)"};
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (o.args[0] != "-") {
+    file.open(o.args[0]);
+    if (!file)
+      throw usage_error{"cannot open " + o.args[0]};
+    in = &file;
+  }
+  std::vector<std::future<maritaca::chat_model::result_type>> futures;
+  std::string line;
+  while (std::getline(*in, line)) {
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    futures.push_back(model.ainvoke(make_input(o, line)));
+  }
+  auto progress = isatty(STDERR_FILENO) != 0;
+  int failures = 0;
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    auto result = futures[i].get();
+    if (result) {
+      std::cout << to_json(*result) << '\n';
+    } else {
+      ++failures;
+      std::cout << to_json(result.error()) << '\n';
+    }
+    if (progress)
+      std::cerr << "\r[" << (i + 1) << "/" << futures.size() << "]"
+                << std::flush;
+  }
+  if (progress)
+    std::cerr << std::endl;
+  std::cout << std::flush;
+  return failures == 0 ? 0 : 1;
+}
+
+int run_chat(const maritaca::chat_model& model, const cli_options& o) {
+  maritaca::session_config cfg;
+  cfg.system_prompt = o.system_prompt;
+  maritaca::chat_session session{model, cfg};
+  auto interactive = isatty(STDIN_FILENO) != 0;
+  std::string line;
+  for (;;) {
+    if (interactive)
+      std::cout << "> " << std::flush;
+    if (!std::getline(std::cin, line))
+      break;
+    if (line.empty())
+      continue;
+    if (line == "/exit" || line == "/quit")
+      break;
+    if (line == "/clear") {
+      session.clear();
+      continue;
+    }
+    if (line == "/history") {
+      for (auto& m : session.history())
+        std::cout << m.role << ": " << m.text() << '\n';
+      continue;
+    }
+    if (line.rfind("/save ", 0) == 0) {
+      std::ofstream out{line.substr(6)};
+      out << maritaca::save_history(o.model, session.history()) << '\n';
+      continue;
+    }
+    auto result = session.chat(line);
+    if (!result) {
+      report(result.error());
+      continue;
+    }
+    std::cout << result->content() << std::endl;
+  }
+  return 0;
+}
+
+int run_models(const maritaca::chat_model& model) {
+  auto result = model.models();
+  if (!result)
+    return report(result.error());
+  for (auto& m : *result)
+    std::cout << m.id << '\n';
+  std::cout << std::flush;
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  try {
+    auto o = parse(argc, argv);
+    if (o.command.empty() || o.command == "help") {
+      (o.command.empty() ? std::cerr : std::cout) << usage_text;
+      return o.command.empty() ? 2 : 0;
+    }
+    if (o.command != "ask" && o.command != "batch" && o.command != "chat"
+        && o.command != "models")
+      throw usage_error{"unknown command '" + o.command + "'"};
+    // Where to send: --base-url, else MARITACA_API_BASE, else the real
+    // service when there is a key, else the bundled simulator.
+    std::unique_ptr<maritaca::sim::server> sim;
+    std::string base_url;
+    auto env_key = std::getenv("MARITACA_API_KEY");
+    auto env_base = std::getenv("MARITACA_API_BASE");
+    auto has_key = o.api_key || (env_key != nullptr && *env_key != '\0');
+    if (o.base_url) {
+      base_url = *o.base_url;
+    } else if (env_base != nullptr && *env_base != '\0') {
+      base_url = env_base;
+    } else if (has_key) {
+      base_url = maritaca::default_base_url;
+    } else {
+      maritaca::sim::options sim_opts;
+      sim_opts.threads = 1;
+      sim = std::make_unique<maritaca::sim::server>(sim_opts);
+      base_url = sim->start();
+      std::cerr << "maritaca: no API key and no --base-url: using the bundled "
+                   "simulator at "
+                << base_url << std::endl;
+    }
+    caf::actor_system_config cfg;
+    maritaca::configure(cfg);
+    caf::actor_system sys{cfg};
+    int rc = 0;
+    {
+      maritaca::chat_model model{sys, make_config(o, base_url)};
+      if (o.command == "ask")
+        rc = run_ask(model, o);
+      else if (o.command == "batch")
+        rc = run_batch(model, o);
+      else if (o.command == "chat")
+        rc = run_chat(model, o);
+      else
+        rc = run_models(model);
+      model.shutdown();
+    }
+    return rc;
+  } catch (const usage_error& e) {
+    std::cerr << "maritaca: " << e.what << " (see maritaca --help)"
+              << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "maritaca: error: " << e.what() << std::endl;
+    return 1;
+  }
+}
