@@ -1,1 +1,1731 @@
-// Implementation lands with its component (work in progress).
+// The JSON codec of the chat API over RapidJSON.
+//
+// Encoding streams through a rapidjson::Writer straight into the result
+// string (no DOM). Strings are escaped by `append_json_string`, which keeps
+// UTF-8 as is, escapes control characters and replaces ill-formed bytes, so
+// the output is valid JSON whatever the caller put in the value types.
+//
+// Decoding parses into a DOM whose memory comes from a buffer on the C++
+// stack (heap chunks only for large documents), under a nesting limit, then
+// walks the DOM once per object, dispatching on member names. Every type
+// check names the field path in its failure.
+
+#include "maritaca/transport/wire.hpp"
+
+#include <rapidjson/allocators.h>
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <iterator>
+#include <string>
+
+namespace maritaca::wire {
+
+namespace {
+
+namespace rj = rapidjson;
+
+/// Deepest nesting of arrays and objects a decoder accepts.
+constexpr unsigned max_depth = 128;
+
+/// Longest opaque error text kept by `decode_error`.
+constexpr size_t opaque_limit = 512;
+
+/// Bytes on either side of a syntax error quoted in its message.
+constexpr size_t excerpt_radius = 20;
+
+// -- UTF-8 --------------------------------------------------------------------
+
+/// Returns the length of the well-formed UTF-8 sequence at `p` (with `n` > 0
+/// bytes available and `p[0]` >= 0x80), or 0 when it is ill-formed.
+size_t utf8_sequence(const unsigned char* p, size_t n) noexcept {
+  auto cont = [](unsigned char c) { return (c & 0xC0) == 0x80; };
+  unsigned char c = p[0];
+  if (c < 0xC2) // A continuation byte or an overlong two-byte lead.
+    return 0;
+  if (c < 0xE0) return n >= 2 && cont(p[1]) ? 2 : 0;
+  if (c < 0xF0) {
+    if (n < 3 || !cont(p[1]) || !cont(p[2])) return 0;
+    // Reject overlong forms and UTF-16 surrogates.
+    if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0)) return 0;
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (n < 4 || !cont(p[1]) || !cont(p[2]) || !cont(p[3])) return 0;
+    // Reject overlong forms and code points above U+10FFFF.
+    if ((c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] >= 0x90)) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+/// Appends `s` for a human to read: with `escape`, control characters and
+/// ill-formed bytes become `\n`, `\xNN` etc.; without, control characters
+/// become spaces and ill-formed bytes `?`.
+void append_printable(std::string& out, std::string_view s, bool escape) {
+  static constexpr char hex[] = "0123456789abcdef";
+  auto p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    if (c >= 0x80) {
+      if (auto len = utf8_sequence(p + i, n - i); len > 0) {
+        out.append(s.data() + i, len);
+        i += len;
+        continue;
+      }
+    } else if (c >= 0x20 && c != 0x7F) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    ++i;
+    if (!escape) {
+      out.push_back(c >= 0x80 ? '?' : ' ');
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += "\\x";
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xF]);
+    }
+  }
+}
+
+/// Returns the largest prefix length <= `limit` of `s` that does not cut a
+/// UTF-8 sequence in two.
+size_t utf8_floor(std::string_view s, size_t limit) noexcept {
+  if (limit >= s.size()) return s.size();
+  // Step back over continuation bytes to the start of the cut sequence.
+  size_t i = limit;
+  while (i > 0 && limit - i < 3 &&
+         (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80)
+    --i;
+  return (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80 ? limit : i;
+}
+
+// -- encoding -----------------------------------------------------------------
+
+/// A RapidJSON output stream appending to a std::string.
+struct string_sink {
+  using Ch = char;
+  std::string* out;
+  void Put(char c) { out->push_back(c); }
+  void Flush() {}
+};
+
+using pool = rj::MemoryPoolAllocator<rj::CrtAllocator>;
+
+/// Writes JSON into a string: structure through rapidjson::Writer, string
+/// values through `append_json_string`.
+class encoder {
+public:
+  explicit encoder(std::string& out)
+      : out_(out), sink_{&out}, levels_(level_buffer_, sizeof(level_buffer_)),
+        writer_(sink_, &levels_) {
+    // Nothing else: the writer keeps its level stack in level_buffer_.
+  }
+
+  void begin_object() { writer_.StartObject(); }
+  void end_object() { writer_.EndObject(); }
+  void begin_array() { writer_.StartArray(); }
+  void end_array() { writer_.EndArray(); }
+
+  /// Writes a member name (our names are plain ASCII literals).
+  void key(std::string_view k) {
+    writer_.Key(k.data(), static_cast<rj::SizeType>(k.size()));
+  }
+
+  void null() { writer_.Null(); }
+  void boolean(bool x) { writer_.Bool(x); }
+  void integer(int64_t x) { writer_.Int64(x); }
+
+  /// Writes `x`, or null when it is not finite (JSON has no NaN).
+  void number(double x) {
+    if (std::isfinite(x))
+      writer_.Double(x);
+    else
+      writer_.Null();
+  }
+
+  void string(std::string_view s) {
+    // An empty raw value makes the writer emit its separator and count the
+    // value; the escaped text then goes straight into the same string.
+    writer_.RawValue("", 0, rj::kStringType);
+    append_json_string(out_, s);
+  }
+
+  /// Writes a string, or null when `s` is empty.
+  void string_or_null(std::string_view s) {
+    if (s.empty())
+      null();
+    else
+      string(s);
+  }
+
+  /// Embeds the JSON text `json` as a value when it is valid JSON, else as
+  /// a string holding the text (so the document stays well-formed and the
+  /// receiver rejects the field instead of the whole body).
+  void raw(std::string_view json);
+
+  /// Writes `k: s` when `s` is not empty.
+  void optional_member(std::string_view k, std::string_view s) {
+    if (!s.empty()) {
+      key(k);
+      string(s);
+    }
+  }
+
+  /// Writes `k: s`.
+  void member(std::string_view k, std::string_view s) {
+    key(k);
+    string(s);
+  }
+
+private:
+  std::string& out_;
+  string_sink sink_;
+  alignas(16) char level_buffer_[1024];
+  pool levels_;
+  rj::Writer<string_sink, rj::UTF8<>, rj::UTF8<>, pool> writer_;
+};
+
+/// Validates JSON text without building anything.
+bool is_valid_json(std::string_view json);
+
+void encoder::raw(std::string_view json) {
+  if (!is_valid_json(json)) {
+    string(json);
+    return;
+  }
+  // As in string(): separator through the writer, then the bytes as is.
+  writer_.RawValue("", 0, rj::kObjectType);
+  out_.append(json.data(), json.size());
+}
+
+void encode_usage(encoder& e, const usage& u) {
+  e.begin_object();
+  e.key("prompt_tokens");
+  e.integer(u.prompt_tokens);
+  e.key("completion_tokens");
+  e.integer(u.completion_tokens);
+  e.key("total_tokens");
+  e.integer(u.total_tokens);
+  e.key("prompt_tokens_details");
+  e.begin_object();
+  e.key("cached_tokens");
+  e.integer(u.cached_tokens);
+  e.end_object();
+  e.end_object();
+}
+
+void encode_part(encoder& e, const content_part& x) {
+  e.begin_object();
+  if (x.type == content_part::kind::image_url) {
+    e.member("type", "image_url");
+    e.key("image_url");
+    e.begin_object();
+    e.member("url", x.url);
+    e.optional_member("detail", x.detail);
+    e.end_object();
+  } else {
+    e.member("type", "text");
+    e.member("text", x.text);
+  }
+  e.end_object();
+}
+
+void encode_tool_call(encoder& e, const tool_call& x) {
+  e.begin_object();
+  e.member("id", x.id);
+  e.member("type", x.type.empty() ? std::string_view{"function"} : x.type);
+  e.key("function");
+  e.begin_object();
+  e.member("name", x.name);
+  e.member("arguments", x.arguments);
+  e.end_object();
+  e.end_object();
+}
+
+void encode_message(encoder& e, const chat_message& x) {
+  e.begin_object();
+  e.member("role", x.role);
+  e.key("content");
+  if (!x.parts.empty()) {
+    e.begin_array();
+    for (auto& part : x.parts)
+      encode_part(e, part);
+    e.end_array();
+  } else if (x.content) {
+    e.string(*x.content);
+  } else {
+    e.null();
+  }
+  e.optional_member("name", x.name);
+  if (!x.tool_calls.empty()) {
+    e.key("tool_calls");
+    e.begin_array();
+    for (auto& call : x.tool_calls)
+      encode_tool_call(e, call);
+    e.end_array();
+  }
+  e.optional_member("tool_call_id", x.tool_call_id);
+  e.end_object();
+}
+
+void encode_tool(encoder& e, const tool_spec& x) {
+  e.begin_object();
+  e.member("type", "function");
+  e.key("function");
+  e.begin_object();
+  e.member("name", x.name);
+  e.optional_member("description", x.description);
+  // Empty parameters mean a function without a schema: leave it out.
+  if (!x.parameters.empty()) {
+    e.key("parameters");
+    e.raw(x.parameters);
+  }
+  e.end_object();
+  e.end_object();
+}
+
+void encode_tool_choice(encoder& e, const tool_choice& x) {
+  if (x.mode != "function") {
+    e.string(x.mode);
+    return;
+  }
+  e.begin_object();
+  e.member("type", "function");
+  e.key("function");
+  e.begin_object();
+  e.member("name", x.function);
+  e.end_object();
+  e.end_object();
+}
+
+void encode_response_format(encoder& e, const response_format& x) {
+  e.begin_object();
+  e.member("type", x.type);
+  if (x.type == "json_schema") {
+    e.key("json_schema");
+    e.begin_object();
+    e.member("name", x.schema_name);
+    if (!x.schema.empty()) {
+      e.key("schema");
+      e.raw(x.schema);
+    }
+    e.key("strict");
+    e.boolean(x.strict);
+    e.end_object();
+  }
+  e.end_object();
+}
+
+/// Returns a guess of the encoded size of `x`, to reserve once.
+size_t estimate_size(const chat_request& x) {
+  size_t n = 256;
+  for (auto& m : x.messages) {
+    n += 64 + m.text().size() + m.name.size() + m.tool_call_id.size();
+    for (auto& p : m.parts)
+      n += 48 + p.text.size() + p.url.size();
+    for (auto& c : m.tool_calls)
+      n += 96 + c.id.size() + c.name.size() + c.arguments.size();
+  }
+  for (auto& t : x.tools)
+    n += 96 + t.name.size() + t.description.size() + t.parameters.size();
+  return n + n / 8;
+}
+
+// -- parsing ------------------------------------------------------------------
+
+using document = rj::GenericDocument<rj::UTF8<>, pool, pool>;
+using value = document::ValueType;
+
+/// What every decoder asks of the parser: reject ill-formed UTF-8 and read
+/// doubles exactly (so that 0.7 decodes to the double that encodes as 0.7).
+constexpr unsigned parse_flags =
+    rj::kParseValidateEncodingFlag | rj::kParseFullPrecisionFlag;
+
+/// Forwards SAX events to `Handler`, refusing nesting beyond `max_depth`
+/// (the recursive parser and our walks then stay shallow on any input).
+template <class Handler>
+struct depth_limited {
+  Handler& next;
+  unsigned depth = 0;
+  bool too_deep = false;
+
+  bool enter() {
+    if (++depth <= max_depth) return true;
+    too_deep = true;
+    return false;
+  }
+
+  bool Null() { return next.Null(); }
+  bool Bool(bool x) { return next.Bool(x); }
+  bool Int(int x) { return next.Int(x); }
+  bool Uint(unsigned x) { return next.Uint(x); }
+  bool Int64(int64_t x) { return next.Int64(x); }
+  bool Uint64(uint64_t x) { return next.Uint64(x); }
+  bool Double(double x) { return next.Double(x); }
+  bool RawNumber(const char* s, rj::SizeType n, bool copy) {
+    return next.RawNumber(s, n, copy);
+  }
+  bool String(const char* s, rj::SizeType n, bool copy) {
+    return next.String(s, n, copy);
+  }
+  bool Key(const char* s, rj::SizeType n, bool copy) {
+    return next.Key(s, n, copy);
+  }
+  bool StartObject() { return enter() && next.StartObject(); }
+  bool EndObject(rj::SizeType n) {
+    --depth;
+    return next.EndObject(n);
+  }
+  bool StartArray() { return enter() && next.StartArray(); }
+  bool EndArray(rj::SizeType n) {
+    --depth;
+    return next.EndArray(n);
+  }
+};
+
+/// Makes the failure for a syntax error at `offset` of `in`: the reason and
+/// an excerpt of at most 2 * excerpt_radius bytes around the offset.
+failure syntax_failure(std::string_view in, size_t offset,
+                       std::string_view reason) {
+  offset = std::min(offset, in.size());
+  size_t first = offset > excerpt_radius ? offset - excerpt_radius : 0;
+  // Start the excerpt on a character boundary.
+  for (int i = 0; i < 3 && first < offset &&
+                  (static_cast<unsigned char>(in[first]) & 0xC0) == 0x80;
+       ++i)
+    ++first;
+  size_t last =
+      first + utf8_floor(in.substr(first), offset + excerpt_radius - first);
+  std::string msg = "invalid JSON at offset ";
+  msg += std::to_string(offset);
+  msg += ": ";
+  msg += reason;
+  msg += " near '";
+  append_printable(msg, in.substr(first, last - first), true);
+  msg += '\'';
+  return make_failure(errc::protocol_error, std::move(msg));
+}
+
+/// Parses `in` (after an optional UTF-8 byte order mark) by SAX into
+/// `handler`, using `stack` for the parser's scratch memory.
+template <class Handler>
+failure sax_parse(std::string_view in, Handler& handler, pool& stack) {
+  size_t skipped = 0;
+  if (in.size() >= 3 && in.substr(0, 3) == "\xEF\xBB\xBF") skipped = 3;
+  rj::MemoryStream is(in.data() + skipped, in.size() - skipped);
+  rj::GenericReader<rj::UTF8<>, rj::UTF8<>, pool> reader(&stack, 256);
+  depth_limited<Handler> guard{handler};
+  auto result = reader.template Parse<parse_flags>(is, guard);
+  if (result.IsError()) {
+    auto at = result.Offset() + skipped;
+    if (guard.too_deep)
+      return syntax_failure(in, at, "nesting deeper than 128 levels.");
+    return syntax_failure(in, at, rj::GetParseError_En(result.Code()));
+  }
+  // The stream reads NUL as its end: text after a NUL byte went unread.
+  if (auto at = is.Tell() + skipped; at != in.size())
+    return syntax_failure(in, at, "Unexpected NUL byte.");
+  return {};
+}
+
+/// A parsed document whose memory comes first from buffers inside this
+/// object (so small documents cost no heap allocation).
+template <size_t ValueBytes, size_t StackBytes>
+class parsed_document {
+public:
+  parsed_document()
+      : values_(value_buffer_, sizeof(value_buffer_)),
+        stack_(stack_buffer_, sizeof(stack_buffer_)),
+        doc_(&values_, 512, &stack_) {
+    // Nothing else.
+  }
+
+  parsed_document(const parsed_document&) = delete;
+  parsed_document& operator=(const parsed_document&) = delete;
+
+  /// Parses `in`; on failure the root stays null.
+  failure parse(std::string_view in) {
+    failure result;
+    auto generator = [&](document& handler) {
+      result = sax_parse(in, handler, stack_);
+      return !result;
+    };
+    doc_.Populate(generator);
+    return result;
+  }
+
+  const value& root() const noexcept { return doc_; }
+
+private:
+  alignas(16) char value_buffer_[ValueBytes];
+  alignas(16) char stack_buffer_[StackBytes];
+  pool values_;
+  pool stack_;
+  document doc_;
+};
+
+/// Accepts any SAX event (for validation only).
+struct null_handler : rj::BaseReaderHandler<rj::UTF8<>, null_handler> {};
+
+bool is_valid_json(std::string_view json) {
+  alignas(16) char buffer[512];
+  pool stack(buffer, sizeof(buffer));
+  null_handler handler;
+  return !sax_parse(json, handler, stack);
+}
+
+/// Appends `x` as compact JSON text.
+void append_compact(std::string& out, const value& x) {
+  string_sink sink{&out};
+  rj::Writer<string_sink> writer(sink);
+  x.Accept(writer);
+}
+
+// -- decoding -----------------------------------------------------------------
+
+/// A position in the decoded document, for error messages. Paths live on
+/// the C++ stack next to the values they name.
+struct path {
+  const path* up = nullptr;
+  std::string_view key;
+  int64_t index = -1;
+
+  path operator/(std::string_view k) const { return {this, k, -1}; }
+  path operator[](size_t i) const {
+    return {this, {}, static_cast<int64_t>(i)};
+  }
+};
+
+/// Renders `p` as `choices[0].delta.content` ("document" for the root).
+std::string render(const path& p) {
+  const path* chain[max_depth + 8];
+  size_t n = 0;
+  for (auto q = &p; q->up != nullptr && n < std::size(chain); q = q->up)
+    chain[n++] = q;
+  if (n == 0) return "document";
+  std::string out;
+  while (n-- > 0) {
+    auto q = chain[n];
+    if (q->index >= 0) {
+      out += '[';
+      out += std::to_string(q->index);
+      out += ']';
+    } else {
+      if (!out.empty()) out += '.';
+      out += q->key;
+    }
+  }
+  return out;
+}
+
+std::string_view type_name(const value& x) {
+  switch (x.GetType()) {
+  case rj::kNullType:
+    return "null";
+  case rj::kFalseType:
+  case rj::kTrueType:
+    return "boolean";
+  case rj::kObjectType:
+    return "object";
+  case rj::kArrayType:
+    return "array";
+  case rj::kStringType:
+    return "string";
+  default:
+    return "number";
+  }
+}
+
+std::string_view view(const value& x) noexcept {
+  return {x.GetString(), x.GetStringLength()};
+}
+
+/// Returns the member `name` of object `obj`, or null.
+const value* find(const value& obj, std::string_view name) {
+  for (auto i = obj.MemberBegin(); i != obj.MemberEnd(); ++i)
+    if (view(i->name) == name) return &i->value;
+  return nullptr;
+}
+
+/// Returns the message of an error value: a string as is, the `message`
+/// member of an object, else the compact JSON text.
+std::string error_text(const value& x) {
+  if (x.IsString()) return std::string{view(x)};
+  if (x.IsObject())
+    if (auto msg = find(x, "message"); msg != nullptr && msg->IsString())
+      return std::string{view(*msg)};
+  std::string out;
+  append_compact(out, x);
+  return out;
+}
+
+/// Type checks and conversions that record the first failure.
+class reader {
+public:
+  failure error;
+
+  bool fail(const path& p, std::string_view what) {
+    auto msg = render(p);
+    msg += ": ";
+    msg += what;
+    error = make_failure(errc::protocol_error, std::move(msg));
+    return false;
+  }
+
+  bool expected(const path& p, std::string_view what, const value& got) {
+    std::string msg = "expected ";
+    msg += what;
+    msg += ", got ";
+    msg += type_name(got);
+    return fail(p, msg);
+  }
+
+  bool missing(const path& p) { return fail(p, "missing"); }
+
+  bool object(const value& x, const path& p) {
+    return x.IsObject() || expected(p, "object", x);
+  }
+
+  bool array(const value& x, const path& p) {
+    return x.IsArray() || expected(p, "array", x);
+  }
+
+  /// A string; null clears `out`.
+  bool string(const value& x, const path& p, std::string& out) {
+    if (x.IsString()) {
+      out.assign(x.GetString(), x.GetStringLength());
+      return true;
+    }
+    if (x.IsNull()) {
+      out.clear();
+      return true;
+    }
+    return expected(p, "string", x);
+  }
+
+  /// A non-null string.
+  bool required_string(const value& x, const path& p, std::string& out) {
+    if (!x.IsString()) return expected(p, "string", x);
+    out.assign(x.GetString(), x.GetStringLength());
+    return true;
+  }
+
+  /// An integer (a double with an integral value counts); null keeps `out`.
+  bool integer(const value& x, const path& p, int64_t& out) {
+    if (x.IsInt64()) {
+      out = x.GetInt64();
+      return true;
+    }
+    if (x.IsNull()) return true;
+    if (x.IsDouble()) {
+      auto d = x.GetDouble();
+      if (d == std::trunc(d) && d >= -9.2e18 && d <= 9.2e18) {
+        out = static_cast<int64_t>(d);
+        return true;
+      }
+    }
+    return expected(p, "integer", x);
+  }
+
+  /// An integer; null resets `out`.
+  bool integer(const value& x, const path& p, std::optional<int64_t>& out) {
+    if (x.IsNull()) {
+      out.reset();
+      return true;
+    }
+    int64_t tmp = 0;
+    if (!integer(x, p, tmp)) return false;
+    out = tmp;
+    return true;
+  }
+
+  /// Seconds since the epoch: an integer, or a double truncated.
+  bool timestamp(const value& x, const path& p, int64_t& out) {
+    if (x.IsDouble() && x.GetDouble() >= -9.2e18 && x.GetDouble() <= 9.2e18) {
+      out = static_cast<int64_t>(x.GetDouble());
+      return true;
+    }
+    return integer(x, p, out);
+  }
+
+  /// A number; null resets `out`.
+  bool number(const value& x, const path& p, std::optional<double>& out) {
+    if (x.IsNumber()) {
+      out = x.GetDouble();
+      return true;
+    }
+    if (x.IsNull()) {
+      out.reset();
+      return true;
+    }
+    return expected(p, "number", x);
+  }
+
+  /// A boolean; null keeps `out`.
+  bool boolean(const value& x, const path& p, bool& out) {
+    if (x.IsBool()) {
+      out = x.GetBool();
+      return true;
+    }
+    return x.IsNull() || expected(p, "boolean", x);
+  }
+
+  /// A JSON object kept as compact JSON text; null clears `out`.
+  bool raw_object(const value& x, const path& p, std::string& out) {
+    out.clear();
+    if (x.IsNull()) return true;
+    if (!x.IsObject()) return expected(p, "object", x);
+    append_compact(out, x);
+    return true;
+  }
+
+  bool usage(const value& x, const path& p,
+             std::optional<maritaca::usage>& out);
+  bool tool_call(const value& x, const path& p, maritaca::tool_call& out);
+  bool part(const value& x, const path& p, content_part& out);
+  bool message(const value& x, const path& p, chat_message& out,
+               bool in_request);
+  bool tool(const value& x, const path& p, tool_spec& out);
+  bool tool_choice(const value& x, const path& p,
+                   std::optional<maritaca::tool_choice>& out);
+  bool response_format(const value& x, const path& p,
+                       std::optional<maritaca::response_format>& out);
+  bool request(const value& x, chat_request& out);
+  bool completion(const value& x, chat_completion& out);
+  bool delta(const value& x, const path& p, chunk_choice& out);
+  bool chunk(const value& x, completion_chunk& out);
+  bool model(const value& x, const path& p, model_info& out);
+
+  /// Fails when object `x` carries a non-null top-level `error` member: an
+  /// error body where a result was expected.
+  bool no_error_member(const value& x, const path& root) {
+    auto err = find(x, "error");
+    if (err == nullptr || err->IsNull()) return true;
+    return fail(root / "error", "error payload: " + error_text(*err));
+  }
+};
+
+bool reader::usage(const value& x, const path& p,
+                   std::optional<maritaca::usage>& out) {
+  if (x.IsNull()) {
+    out.reset();
+    return true;
+  }
+  if (!object(x, p)) return false;
+  auto& u = out.emplace();
+  bool has_total = false;
+  for (auto i = x.MemberBegin(); i != x.MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    if (k == "prompt_tokens") {
+      if (!integer(v, p / k, u.prompt_tokens)) return false;
+    } else if (k == "completion_tokens") {
+      if (!integer(v, p / k, u.completion_tokens)) return false;
+    } else if (k == "total_tokens") {
+      if (!integer(v, p / k, u.total_tokens)) return false;
+      has_total = !v.IsNull();
+    } else if (k == "prompt_tokens_details" && !v.IsNull()) {
+      auto details = p / k;
+      if (!object(v, details)) return false;
+      if (auto cached = find(v, "cached_tokens"))
+        if (!integer(*cached, details / "cached_tokens", u.cached_tokens))
+          return false;
+    }
+  }
+  // Some servers leave the sum out.
+  if (!has_total) u.total_tokens = u.prompt_tokens + u.completion_tokens;
+  return true;
+}
+
+bool reader::tool_call(const value& x, const path& p,
+                       maritaca::tool_call& out) {
+  if (!object(x, p)) return false;
+  bool has_function = false;
+  for (auto i = x.MemberBegin(); i != x.MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    if (k == "id") {
+      if (!string(v, p / k, out.id)) return false;
+    } else if (k == "type") {
+      if (!string(v, p / k, out.type)) return false;
+      if (out.type.empty()) out.type = "function";
+    } else if (k == "function") {
+      auto fp = p / k;
+      if (!object(v, fp)) return false;
+      has_function = true;
+      for (auto j = v.MemberBegin(); j != v.MemberEnd(); ++j) {
+        auto fk = view(j->name);
+        auto& fv = j->value;
+        if (fk == "name") {
+          if (!string(fv, fp / fk, out.name)) return false;
+        } else if (fk == "arguments") {
+          // Arguments are JSON text; some servers send the object itself.
+          if (fv.IsObject() || fv.IsArray()) {
+            out.arguments.clear();
+            append_compact(out.arguments, fv);
+          } else if (!string(fv, fp / fk, out.arguments)) {
+            return false;
+          }
+        }
+      }
+    }
+  }
+  return has_function || missing(p / "function");
+}
+
+bool reader::part(const value& x, const path& p, content_part& out) {
+  if (!object(x, p)) return false;
+  auto type = find(x, "type");
+  if (type == nullptr) return missing(p / "type");
+  if (!type->IsString()) return expected(p / "type", "string", *type);
+  if (view(*type) == "text") {
+    out.type = content_part::kind::text;
+    auto text = find(x, "text");
+    if (text == nullptr) return missing(p / "text");
+    return required_string(*text, p / "text", out.text);
+  }
+  if (view(*type) == "image_url") {
+    out.type = content_part::kind::image_url;
+    auto ip = p / "image_url";
+    auto image = find(x, "image_url");
+    if (image == nullptr) return missing(ip);
+    // Some clients send the URL itself instead of an object.
+    if (image->IsString()) return required_string(*image, ip, out.url);
+    if (!object(*image, ip)) return false;
+    auto url = find(*image, "url");
+    if (url == nullptr) return missing(ip / "url");
+    if (!required_string(*url, ip / "url", out.url)) return false;
+    if (auto detail = find(*image, "detail"))
+      return string(*detail, ip / "detail", out.detail);
+    return true;
+  }
+  std::string msg = "unsupported content part type '";
+  append_printable(msg, view(*type).substr(0, 64), true);
+  msg += '\'';
+  return fail(p / "type", msg);
+}
+
+bool reader::message(const value& x, const path& p, chat_message& out,
+                     bool in_request) {
+  if (!object(x, p)) return false;
+  bool has_role = false;
+  for (auto i = x.MemberBegin(); i != x.MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    auto vp = p / k;
+    if (k == "role") {
+      if (!required_string(v, vp, out.role)) return false;
+      has_role = true;
+    } else if (k == "content") {
+      out.parts.clear();
+      if (v.IsNull()) {
+        out.content.reset();
+      } else if (v.IsString()) {
+        out.content.emplace(v.GetString(), v.GetStringLength());
+      } else if (v.IsArray()) {
+        out.content.reset();
+        out.parts.resize(v.Size());
+        for (rj::SizeType j = 0; j < v.Size(); ++j)
+          if (!part(v[j], vp[j], out.parts[j])) return false;
+      } else {
+        return expected(vp, "string, array or null", v);
+      }
+    } else if (k == "tool_calls") {
+      if (v.IsNull()) {
+        out.tool_calls.clear();
+        continue;
+      }
+      if (!array(v, vp)) return false;
+      out.tool_calls.resize(v.Size());
+      for (rj::SizeType j = 0; j < v.Size(); ++j)
+        if (!tool_call(v[j], vp[j], out.tool_calls[j])) return false;
+    } else if (k == "tool_call_id") {
+      if (!string(v, vp, out.tool_call_id)) return false;
+    } else if (k == "name") {
+      if (!string(v, vp, out.name)) return false;
+    }
+  }
+  if (has_role) return true;
+  // A completion's message is the assistant's even when unlabelled.
+  if (in_request) return missing(p / "role");
+  out.role = "assistant";
+  return true;
+}
+
+bool reader::tool(const value& x, const path& p, tool_spec& out) {
+  if (!object(x, p)) return false;
+  if (auto type = find(x, "type"); type != nullptr && !type->IsNull()) {
+    if (!type->IsString()) return expected(p / "type", "string", *type);
+    if (view(*type) != "function")
+      return fail(p / "type", "expected \"function\"");
+  }
+  auto fp = p / "function";
+  auto fn = find(x, "function");
+  if (fn == nullptr) return missing(fp);
+  if (!object(*fn, fp)) return false;
+  auto name = find(*fn, "name");
+  if (name == nullptr) return missing(fp / "name");
+  if (!required_string(*name, fp / "name", out.name)) return false;
+  out.description.clear();
+  if (auto description = find(*fn, "description"))
+    if (!string(*description, fp / "description", out.description))
+      return false;
+  out.parameters.clear();
+  if (auto parameters = find(*fn, "parameters"))
+    return raw_object(*parameters, fp / "parameters", out.parameters);
+  return true;
+}
+
+bool reader::tool_choice(const value& x, const path& p,
+                         std::optional<maritaca::tool_choice>& out) {
+  if (x.IsNull()) {
+    out.reset();
+    return true;
+  }
+  if (x.IsString()) {
+    auto mode = view(x);
+    if (mode != "none" && mode != "auto" && mode != "required")
+      return fail(p, "expected \"none\", \"auto\", \"required\" or an object");
+    out.emplace().mode = mode;
+    return true;
+  }
+  if (!x.IsObject()) return expected(p, "string or object", x);
+  if (auto type = find(x, "type"); type != nullptr && !type->IsNull())
+    if (!type->IsString() || view(*type) != "function")
+      return fail(p / "type", "expected \"function\"");
+  auto fp = p / "function";
+  auto fn = find(x, "function");
+  if (fn == nullptr) return missing(fp);
+  if (!object(*fn, fp)) return false;
+  auto name = find(*fn, "name");
+  if (name == nullptr) return missing(fp / "name");
+  auto& choice = out.emplace();
+  choice.mode = "function";
+  return required_string(*name, fp / "name", choice.function);
+}
+
+bool reader::response_format(const value& x, const path& p,
+                             std::optional<maritaca::response_format>& out) {
+  if (x.IsNull()) {
+    out.reset();
+    return true;
+  }
+  if (!object(x, p)) return false;
+  auto type = find(x, "type");
+  if (type == nullptr) return missing(p / "type");
+  auto& format = out.emplace();
+  if (!required_string(*type, p / "type", format.type)) return false;
+  if (format.type == "text" || format.type == "json_object") return true;
+  if (format.type != "json_schema")
+    return fail(p / "type",
+                "expected \"text\", \"json_object\" or \"json_schema\"");
+  auto sp = p / "json_schema";
+  auto schema = find(x, "json_schema");
+  if (schema == nullptr) return missing(sp);
+  if (!object(*schema, sp)) return false;
+  for (auto i = schema->MemberBegin(); i != schema->MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    if (k == "name") {
+      if (!string(v, sp / k, format.schema_name)) return false;
+    } else if (k == "schema") {
+      if (!raw_object(v, sp / k, format.schema)) return false;
+    } else if (k == "strict") {
+      if (!boolean(v, sp / k, format.strict)) return false;
+    }
+  }
+  return true;
+}
+
+bool reader::request(const value& x, chat_request& out) {
+  const path root;
+  if (!object(x, root)) return false;
+  bool has_model = false;
+  bool has_messages = false;
+  std::optional<int64_t> max_completion_tokens;
+  for (auto i = x.MemberBegin(); i != x.MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    auto p = root / k;
+    bool ok = true;
+    if (k == "model") {
+      ok = required_string(v, p, out.model);
+      has_model = true;
+    } else if (k == "messages") {
+      if (!array(v, p)) return false;
+      has_messages = true;
+      out.messages.resize(v.Size());
+      for (rj::SizeType j = 0; j < v.Size() && ok; ++j)
+        ok = message(v[j], p[j], out.messages[j], true);
+    } else if (k == "temperature") {
+      ok = number(v, p, out.temperature);
+    } else if (k == "top_p") {
+      ok = number(v, p, out.top_p);
+    } else if (k == "max_tokens") {
+      ok = integer(v, p, out.max_tokens);
+    } else if (k == "max_completion_tokens") {
+      ok = integer(v, p, max_completion_tokens);
+    } else if (k == "n") {
+      ok = integer(v, p, out.n);
+    } else if (k == "stop") {
+      // One stop sequence may come as a plain string.
+      out.stop.clear();
+      if (v.IsString()) {
+        out.stop.emplace_back(view(v));
+      } else if (!v.IsNull()) {
+        if (!array(v, p)) return false;
+        out.stop.resize(v.Size());
+        for (rj::SizeType j = 0; j < v.Size() && ok; ++j)
+          ok = required_string(v[j], p[j], out.stop[j]);
+      }
+    } else if (k == "frequency_penalty") {
+      ok = number(v, p, out.frequency_penalty);
+    } else if (k == "presence_penalty") {
+      ok = number(v, p, out.presence_penalty);
+    } else if (k == "seed") {
+      ok = integer(v, p, out.seed);
+    } else if (k == "user") {
+      ok = string(v, p, out.user);
+    } else if (k == "stream") {
+      ok = boolean(v, p, out.stream);
+    } else if (k == "stream_options") {
+      if (!v.IsNull()) {
+        if (!object(v, p)) return false;
+        if (auto include = find(v, "include_usage"))
+          ok = boolean(*include, p / "include_usage", out.include_usage);
+      }
+    } else if (k == "tools") {
+      out.tools.clear();
+      if (!v.IsNull()) {
+        if (!array(v, p)) return false;
+        out.tools.resize(v.Size());
+        for (rj::SizeType j = 0; j < v.Size() && ok; ++j)
+          ok = tool(v[j], p[j], out.tools[j]);
+      }
+    } else if (k == "tool_choice") {
+      ok = tool_choice(v, p, out.tool_choice);
+    } else if (k == "response_format") {
+      ok = response_format(v, p, out.response_format);
+    }
+    if (!ok) return false;
+  }
+  if (!has_model) return missing(root / "model");
+  if (!has_messages) return missing(root / "messages");
+  // The newer OpenAI name of max_tokens.
+  if (!out.max_tokens && max_completion_tokens)
+    out.max_tokens = max_completion_tokens;
+  return true;
+}
+
+bool reader::completion(const value& x, chat_completion& out) {
+  const path root;
+  if (!object(x, root) || !no_error_member(x, root)) return false;
+  bool has_choices = false;
+  for (auto i = x.MemberBegin(); i != x.MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    auto p = root / k;
+    bool ok = true;
+    if (k == "id") {
+      ok = string(v, p, out.id);
+    } else if (k == "created") {
+      ok = timestamp(v, p, out.created);
+    } else if (k == "model") {
+      ok = string(v, p, out.model);
+    } else if (k == "system_fingerprint") {
+      ok = string(v, p, out.system_fingerprint);
+    } else if (k == "usage") {
+      ok = usage(v, p, out.usage);
+    } else if (k == "choices") {
+      if (!array(v, p)) return false;
+      has_choices = true;
+      out.choices.resize(v.Size());
+      for (rj::SizeType j = 0; j < v.Size() && ok; ++j) {
+        auto cp = p[j];
+        auto& c = v[j];
+        auto& choice = out.choices[j];
+        choice.index = j;
+        if (!object(c, cp)) return false;
+        bool has_message = false;
+        for (auto m = c.MemberBegin(); m != c.MemberEnd() && ok; ++m) {
+          auto ck = view(m->name);
+          if (ck == "index") {
+            ok = integer(m->value, cp / ck, choice.index);
+          } else if (ck == "message") {
+            ok = message(m->value, cp / ck, choice.message, false);
+            has_message = true;
+          } else if (ck == "finish_reason") {
+            ok = string(m->value, cp / ck, choice.finish_reason);
+          }
+        }
+        if (ok && !has_message) return missing(cp / "message");
+      }
+    }
+    if (!ok) return false;
+  }
+  return has_choices || missing(root / "choices");
+}
+
+bool reader::delta(const value& x, const path& p, chunk_choice& out) {
+  if (x.IsNull()) return true;
+  if (!object(x, p)) return false;
+  for (auto i = x.MemberBegin(); i != x.MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    if (k == "content") {
+      if (!string(v, p / k, out.content)) return false;
+    } else if (k == "role") {
+      if (!string(v, p / k, out.role)) return false;
+    } else if (k == "tool_calls" && !v.IsNull()) {
+      auto tp = p / k;
+      if (!array(v, tp)) return false;
+      out.tool_calls.resize(v.Size());
+      for (rj::SizeType j = 0; j < v.Size(); ++j) {
+        auto cp = tp[j];
+        auto& c = v[j];
+        auto& call = out.tool_calls[j];
+        call = tool_call_delta{};
+        call.index = j;
+        if (!object(c, cp)) return false;
+        for (auto m = c.MemberBegin(); m != c.MemberEnd(); ++m) {
+          auto ck = view(m->name);
+          auto& cv = m->value;
+          bool ok = true;
+          if (ck == "index") {
+            ok = integer(cv, cp / ck, call.index);
+          } else if (ck == "id") {
+            ok = string(cv, cp / ck, call.id);
+          } else if (ck == "type") {
+            ok = string(cv, cp / ck, call.type);
+          } else if (ck == "function" && !cv.IsNull()) {
+            auto fp = cp / ck;
+            if (!object(cv, fp)) return false;
+            if (auto name = find(cv, "name"))
+              ok = string(*name, fp / "name", call.name);
+            if (auto args = find(cv, "arguments"); ok && args)
+              ok = string(*args, fp / "arguments", call.arguments);
+          }
+          if (!ok) return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+bool reader::chunk(const value& x, completion_chunk& out) {
+  const path root;
+  if (!object(x, root) || !no_error_member(x, root)) return false;
+  // Reuse the strings and vectors of `out` (callers decode chunk after
+  // chunk into one object), resetting what a chunk may leave out.
+  out.id.clear();
+  out.model.clear();
+  out.created = 0;
+  out.usage.reset();
+  bool has_choices = false;
+  for (auto i = x.MemberBegin(); i != x.MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    auto p = root / k;
+    bool ok = true;
+    if (k == "id") {
+      ok = string(v, p, out.id);
+    } else if (k == "created") {
+      ok = timestamp(v, p, out.created);
+    } else if (k == "model") {
+      ok = string(v, p, out.model);
+    } else if (k == "usage") {
+      ok = usage(v, p, out.usage);
+    } else if (k == "choices") {
+      if (!array(v, p)) return false;
+      has_choices = true;
+      out.choices.resize(v.Size());
+      for (rj::SizeType j = 0; j < v.Size() && ok; ++j) {
+        auto cp = p[j];
+        auto& c = v[j];
+        auto& choice = out.choices[j];
+        choice.index = j;
+        choice.role.clear();
+        choice.content.clear();
+        choice.tool_calls.clear();
+        choice.finish_reason.clear();
+        if (!object(c, cp)) return false;
+        for (auto m = c.MemberBegin(); m != c.MemberEnd() && ok; ++m) {
+          auto ck = view(m->name);
+          if (ck == "delta")
+            ok = delta(m->value, cp / ck, choice);
+          else if (ck == "index")
+            ok = integer(m->value, cp / ck, choice.index);
+          else if (ck == "finish_reason")
+            ok = string(m->value, cp / ck, choice.finish_reason);
+        }
+      }
+    }
+    if (!ok) return false;
+  }
+  if (!has_choices) {
+    out.choices.clear();
+    // Only the usage chunk may do without choices.
+    if (!out.usage) return missing(root / "choices");
+  }
+  return true;
+}
+
+bool reader::model(const value& x, const path& p, model_info& out) {
+  if (!object(x, p)) return false;
+  bool has_id = false;
+  for (auto i = x.MemberBegin(); i != x.MemberEnd(); ++i) {
+    auto k = view(i->name);
+    auto& v = i->value;
+    bool ok = true;
+    if (k == "id") {
+      ok = required_string(v, p / k, out.id);
+      has_id = true;
+    } else if (k == "created") {
+      ok = timestamp(v, p / k, out.created);
+    } else if (k == "owned_by") {
+      ok = string(v, p / k, out.owned_by);
+    }
+    if (!ok) return false;
+  }
+  return has_id || missing(p / "id");
+}
+
+/// Renders FastAPI's validation errors (`[{"loc": [...], "msg": ...}]`) as
+/// `body.messages: field required; ...`, anything else as compact JSON.
+std::string render_detail(const value& x) {
+  std::string out;
+  if (x.IsArray()) {
+    for (auto& item : x.GetArray()) {
+      const value* msg = item.IsObject() ? find(item, "msg") : nullptr;
+      if (msg == nullptr || !msg->IsString()) {
+        out.clear();
+        break;
+      }
+      if (!out.empty()) out += "; ";
+      if (auto loc = find(item, "loc"); loc != nullptr && loc->IsArray()) {
+        bool first = true;
+        for (auto& part : loc->GetArray()) {
+          if (!first) out += '.';
+          first = false;
+          if (part.IsString())
+            out += view(part);
+          else
+            append_compact(out, part);
+        }
+        out += ": ";
+      }
+      out += view(*msg);
+    }
+    if (!out.empty()) return out;
+  }
+  append_compact(out, x);
+  return out;
+}
+
+/// Returns `text` cut to `opaque_limit` bytes (with "..." when cut) and
+/// made printable.
+std::string opaque_text(std::string_view text) {
+  std::string out;
+  if (text.size() <= opaque_limit) {
+    append_printable(out, text, false);
+  } else {
+    append_printable(out, text.substr(0, utf8_floor(text, opaque_limit - 3)),
+                     false);
+    out += "...";
+  }
+  return out;
+}
+
+/// Reads scalar `x` into `out` as text (error codes are strings or numbers).
+void scalar_text(const value& x, std::string& out) {
+  out.clear();
+  if (x.IsString())
+    out.assign(view(x));
+  else if (x.IsNumber() || x.IsBool())
+    append_compact(out, x);
+}
+
+/// Answers `is_error_payload`: finds a non-null `error` member at depth 1
+/// and stops parsing there.
+struct error_member_finder
+    : rj::BaseReaderHandler<rj::UTF8<>, error_member_finder> {
+  unsigned depth = 0;
+  bool after_error_key = false;
+  bool found = false;
+
+  /// Called for every value; returns false (stop) once the answer is known.
+  bool Default() {
+    after_error_key = false;
+    return true;
+  }
+  bool Null() {
+    after_error_key = false;
+    return true;
+  }
+  bool Key(const char* s, rj::SizeType n, bool) {
+    after_error_key = depth == 1 && std::string_view{s, n} == "error";
+    return true;
+  }
+  bool String(const char*, rj::SizeType, bool) { return value(); }
+  bool Bool(bool) { return value(); }
+  bool Int(int) { return value(); }
+  bool Uint(unsigned) { return value(); }
+  bool Int64(int64_t) { return value(); }
+  bool Uint64(uint64_t) { return value(); }
+  bool Double(double) { return value(); }
+  bool StartObject() { return value() && ++depth > 0; }
+  bool EndObject(rj::SizeType) {
+    --depth;
+    return true;
+  }
+  bool StartArray() { return value() && ++depth > 0; }
+  bool EndArray(rj::SizeType) {
+    --depth;
+    return true;
+  }
+
+  bool value() {
+    if (after_error_key) {
+      found = true;
+      return false;
+    }
+    return true;
+  }
+};
+
+} // namespace
+
+// -- public API ---------------------------------------------------------------
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  auto p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size();
+  out.push_back('"');
+  // Copy runs of bytes that need no escaping in one go.
+  size_t run = 0;
+  for (size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    if (c >= 0x80) {
+      if (auto len = utf8_sequence(p + i, n - i); len > 0) {
+        i += len;
+        continue;
+      }
+      // Ill-formed byte: U+FFFD REPLACEMENT CHARACTER.
+      out.append(s.data() + run, i - run);
+      out += "\xEF\xBF\xBD";
+      run = ++i;
+      continue;
+    }
+    if (c >= 0x20 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    out.append(s.data() + run, i - run);
+    switch (c) {
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    case '\b':
+      out += "\\b";
+      break;
+    case '\f':
+      out += "\\f";
+      break;
+    default:
+      out += "\\u00";
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xF]);
+    }
+    run = ++i;
+  }
+  out.append(s.data() + run, n - run);
+  out.push_back('"');
+}
+
+std::string encode_request(const chat_request& x) {
+  std::string out;
+  out.reserve(estimate_size(x));
+  encoder e{out};
+  e.begin_object();
+  e.member("model", x.model);
+  e.key("messages");
+  e.begin_array();
+  for (auto& m : x.messages)
+    encode_message(e, m);
+  e.end_array();
+  auto optional_number = [&](std::string_view k, std::optional<double> v) {
+    if (v) {
+      e.key(k);
+      e.number(*v);
+    }
+  };
+  auto optional_integer = [&](std::string_view k, std::optional<int64_t> v) {
+    if (v) {
+      e.key(k);
+      e.integer(*v);
+    }
+  };
+  optional_number("temperature", x.temperature);
+  optional_number("top_p", x.top_p);
+  optional_integer("max_tokens", x.max_tokens);
+  optional_integer("n", x.n);
+  if (!x.stop.empty()) {
+    e.key("stop");
+    e.begin_array();
+    for (auto& s : x.stop)
+      e.string(s);
+    e.end_array();
+  }
+  optional_number("frequency_penalty", x.frequency_penalty);
+  optional_number("presence_penalty", x.presence_penalty);
+  optional_integer("seed", x.seed);
+  e.optional_member("user", x.user);
+  e.key("stream");
+  e.boolean(x.stream);
+  if (x.stream && x.include_usage) {
+    e.key("stream_options");
+    e.begin_object();
+    e.key("include_usage");
+    e.boolean(true);
+    e.end_object();
+  }
+  if (!x.tools.empty()) {
+    e.key("tools");
+    e.begin_array();
+    for (auto& t : x.tools)
+      encode_tool(e, t);
+    e.end_array();
+  }
+  if (x.tool_choice) {
+    e.key("tool_choice");
+    encode_tool_choice(e, *x.tool_choice);
+  }
+  if (x.response_format) {
+    e.key("response_format");
+    encode_response_format(e, *x.response_format);
+  }
+  e.end_object();
+  return out;
+}
+
+failure validate_request(const chat_request& x) {
+  auto bad = [](std::string field, std::string_view what) {
+    field += ": ";
+    field += what;
+    return make_failure(errc::invalid_argument, std::move(field));
+  };
+  // Raw JSON members must parse and hold an object (empty means absent).
+  auto check_object = [&](std::string_view json, std::string field) -> failure {
+    if (json.empty()) return {};
+    alignas(16) char buffer[512];
+    pool stack(buffer, sizeof(buffer));
+    null_handler handler;
+    if (auto err = sax_parse(json, handler, stack))
+      return bad(std::move(field), err.message);
+    if (json[json.find_first_not_of(" \t\r\n")] != '{')
+      return bad(std::move(field), "expected a JSON object");
+    return {};
+  };
+  auto check_number = [&](const std::optional<double>& v,
+                          std::string_view field) -> failure {
+    if (v && !std::isfinite(*v))
+      return bad(std::string{field}, "not a finite number");
+    return {};
+  };
+  if (x.model.empty()) return bad("model", "empty");
+  if (x.messages.empty()) return bad("messages", "empty");
+  for (size_t i = 0; i < x.messages.size(); ++i)
+    if (x.messages[i].role.empty())
+      return bad("messages[" + std::to_string(i) + "].role", "empty");
+  if (auto err = check_number(x.temperature, "temperature")) return err;
+  if (auto err = check_number(x.top_p, "top_p")) return err;
+  if (auto err = check_number(x.frequency_penalty, "frequency_penalty"))
+    return err;
+  if (auto err = check_number(x.presence_penalty, "presence_penalty"))
+    return err;
+  for (size_t i = 0; i < x.tools.size(); ++i) {
+    auto field = "tools[" + std::to_string(i) + "].function";
+    if (x.tools[i].name.empty()) return bad(field + ".name", "empty");
+    if (auto err = check_object(x.tools[i].parameters, field + ".parameters"))
+      return err;
+  }
+  if (auto& choice = x.tool_choice) {
+    auto& mode = choice->mode;
+    if (mode == "function") {
+      if (choice->function.empty())
+        return bad("tool_choice.function.name", "empty");
+    } else if (mode != "none" && mode != "auto" && mode != "required") {
+      return bad("tool_choice", "unknown mode '" + mode + "'");
+    }
+  }
+  if (auto& format = x.response_format) {
+    if (format->type == "json_schema") {
+      if (auto err = check_object(format->schema,
+                                  "response_format.json_schema.schema"))
+        return err;
+    } else if (format->type != "text" && format->type != "json_object") {
+      return bad("response_format.type", "unknown type '" + format->type + "'");
+    }
+  }
+  return {};
+}
+
+failure decode_request(std::string_view json, chat_request& out) {
+  parsed_document<8192, 2048> doc;
+  if (auto err = doc.parse(json)) return err;
+  out = chat_request{};
+  reader r;
+  r.request(doc.root(), out);
+  return std::move(r.error);
+}
+
+std::string encode_completion(const chat_completion& x) {
+  std::string out;
+  encoder e{out};
+  e.begin_object();
+  e.member("id", x.id);
+  e.member("object", "chat.completion");
+  e.key("created");
+  e.integer(x.created);
+  e.member("model", x.model);
+  e.optional_member("system_fingerprint", x.system_fingerprint);
+  e.key("choices");
+  e.begin_array();
+  for (auto& c : x.choices) {
+    e.begin_object();
+    e.key("index");
+    e.integer(c.index);
+    e.key("message");
+    encode_message(e, c.message);
+    e.key("finish_reason");
+    e.string_or_null(c.finish_reason);
+    e.end_object();
+  }
+  e.end_array();
+  if (x.usage) {
+    e.key("usage");
+    encode_usage(e, *x.usage);
+  }
+  e.end_object();
+  return out;
+}
+
+failure decode_completion(std::string_view json, chat_completion& out) {
+  parsed_document<8192, 2048> doc;
+  if (auto err = doc.parse(json)) return err;
+  out = chat_completion{};
+  reader r;
+  r.completion(doc.root(), out);
+  return std::move(r.error);
+}
+
+std::string encode_chunk(const completion_chunk& x) {
+  std::string out;
+  out.reserve(160 + x.id.size() + x.model.size() +
+              (x.choices.empty() ? 0 : x.choices[0].content.size() + 64));
+  encoder e{out};
+  e.begin_object();
+  e.member("id", x.id);
+  e.member("object", "chat.completion.chunk");
+  e.key("created");
+  e.integer(x.created);
+  e.member("model", x.model);
+  e.key("choices");
+  e.begin_array();
+  for (auto& c : x.choices) {
+    e.begin_object();
+    e.key("index");
+    e.integer(c.index);
+    e.key("delta");
+    e.begin_object();
+    e.optional_member("role", c.role);
+    e.optional_member("content", c.content);
+    if (!c.tool_calls.empty()) {
+      e.key("tool_calls");
+      e.begin_array();
+      for (auto& t : c.tool_calls) {
+        e.begin_object();
+        e.key("index");
+        e.integer(t.index);
+        e.optional_member("id", t.id);
+        e.optional_member("type", t.type);
+        e.key("function");
+        e.begin_object();
+        e.optional_member("name", t.name);
+        e.optional_member("arguments", t.arguments);
+        e.end_object();
+        e.end_object();
+      }
+      e.end_array();
+    }
+    e.end_object();
+    e.key("finish_reason");
+    e.string_or_null(c.finish_reason);
+    e.end_object();
+  }
+  e.end_array();
+  if (x.usage) {
+    e.key("usage");
+    encode_usage(e, *x.usage);
+  }
+  e.end_object();
+  return out;
+}
+
+failure decode_chunk(std::string_view json, completion_chunk& out) {
+  parsed_document<4096, 2048> doc;
+  if (auto err = doc.parse(json)) return err;
+  reader r;
+  r.chunk(doc.root(), out);
+  return std::move(r.error);
+}
+
+std::string encode_models(const std::vector<model_info>& xs) {
+  std::string out;
+  encoder e{out};
+  e.begin_object();
+  e.member("object", "list");
+  e.key("data");
+  e.begin_array();
+  for (auto& x : xs) {
+    e.begin_object();
+    e.member("id", x.id);
+    e.member("object", "model");
+    e.key("created");
+    e.integer(x.created);
+    e.member("owned_by", x.owned_by);
+    e.end_object();
+  }
+  e.end_array();
+  e.end_object();
+  return out;
+}
+
+failure decode_models(std::string_view json, std::vector<model_info>& out) {
+  parsed_document<4096, 2048> doc;
+  if (auto err = doc.parse(json)) return err;
+  out.clear();
+  reader r;
+  const path root;
+  auto& x = doc.root();
+  const value* data = &x;
+  path data_path = root;
+  if (x.IsObject()) {
+    data_path = root / "data";
+    data = find(x, "data");
+    if (data == nullptr) {
+      r.missing(data_path);
+      return std::move(r.error);
+    }
+  }
+  if (!data->IsArray()) {
+    r.expected(data_path, x.IsObject() ? "array" : "object or array", *data);
+    return std::move(r.error);
+  }
+  out.resize(data->Size());
+  for (rj::SizeType i = 0; i < data->Size(); ++i)
+    if (!r.model((*data)[i], data_path[i], out[i])) break;
+  return std::move(r.error);
+}
+
+std::string encode_error(const api_error& x, error_shape shape) {
+  std::string out;
+  encoder e{out};
+  e.begin_object();
+  if (shape == error_shape::detail) {
+    e.member("detail", x.message);
+  } else {
+    e.key("error");
+    e.begin_object();
+    e.member("message", x.message);
+    e.key("type");
+    e.string_or_null(x.type);
+    e.key("code");
+    e.string_or_null(x.code);
+    e.end_object();
+  }
+  e.end_object();
+  return out;
+}
+
+api_error decode_error(std::string_view body) {
+  api_error result;
+  parsed_document<4096, 2048> doc;
+  if (!doc.parse(body)) {
+    auto& x = doc.root();
+    if (x.IsObject()) {
+      if (auto err = find(x, "error"); err != nullptr && !err->IsNull()) {
+        if (err->IsObject()) {
+          result.message = error_text(*err);
+          if (auto code = find(*err, "code")) scalar_text(*code, result.code);
+          if (auto type = find(*err, "type")) scalar_text(*type, result.type);
+        } else if (err->IsString()) {
+          result.message = view(*err);
+        } else {
+          result.message = render_detail(*err);
+        }
+        return result;
+      }
+      if (auto detail = find(x, "detail"); detail != nullptr) {
+        if (detail->IsString())
+          result.message = view(*detail);
+        else
+          result.message = opaque_text(render_detail(*detail));
+        return result;
+      }
+      // Other servers in front of the service say just `message`.
+      if (auto msg = find(x, "message"); msg != nullptr && msg->IsString()) {
+        result.message = view(*msg);
+        return result;
+      }
+    }
+  }
+  result.message = opaque_text(body);
+  return result;
+}
+
+bool is_error_payload(std::string_view json) {
+  // Most payloads are chunks: rule them out without parsing.
+  if (json.find("\"error\"") == std::string_view::npos) return false;
+  size_t first = json.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || json[first] != '{') return false;
+  alignas(16) char buffer[1024];
+  pool stack(buffer, sizeof(buffer));
+  rj::MemoryStream is(json.data(), json.size());
+  rj::GenericReader<rj::UTF8<>, rj::UTF8<>, pool> reader(&stack, 256);
+  error_member_finder finder;
+  depth_limited<error_member_finder> guard{finder};
+  reader.Parse<parse_flags>(is, guard);
+  return finder.found;
+}
+
+} // namespace maritaca::wire

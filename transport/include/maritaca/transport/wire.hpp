@@ -15,8 +15,19 @@
 
 namespace maritaca::wire {
 
-/// Encodes the body of `POST /chat/completions`.
+/// Encodes the body of `POST /chat/completions`. The raw JSON members
+/// (`tool_spec::parameters`, `response_format::schema`) must hold valid JSON
+/// text: they are embedded as they are (an empty one is left out), and text
+/// that does not parse is sent as a JSON string instead, which the service
+/// rejects. Check them beforehand with `validate_request`.
 std::string encode_request(const chat_request& x);
+
+/// Checks what `encode_request` cannot repair: an empty model, no messages
+/// or a message without role, raw JSON members that are not JSON objects,
+/// an unknown tool choice or response format, non-finite numbers. Returns
+/// `errc::invalid_argument` naming the field (e.g.
+/// `tools[0].function.parameters: ...`), or an empty failure.
+failure validate_request(const chat_request& x);
 
 /// Decodes the body of `POST /chat/completions` (used by the simulator and
 /// the gateway). Missing `model` or `messages`, or mistyped fields, fail.
@@ -62,7 +73,8 @@ api_error decode_error(std::string_view body);
 bool is_error_payload(std::string_view json);
 
 /// Appends `s` to `out` as a JSON string literal (with quotes), escaping as
-/// JSON requires. Valid UTF-8 passes through unchanged.
+/// JSON requires. Valid UTF-8 passes through unchanged; each ill-formed
+/// byte becomes U+FFFD.
 void append_json_string(std::string& out, std::string_view s);
 
 } // namespace maritaca::wire
