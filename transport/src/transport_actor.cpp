@@ -1,1 +1,358 @@
-// Implementation lands with its component (work in progress).
+/// @file
+/// The transport actor. It owns an `http_client`; every exchange gets a
+/// `call_observer` that runs on the client's I/O thread, decodes the
+/// response and sends the events straight to the caller with
+/// `caf::anon_send`. The observer never touches actor state: when its
+/// exchange ended it sends `(cancel_atom, tag)` to the transport, which then
+/// only forgets the (already finished) exchange.
+
+#include "maritaca/transport/transport_actor.hpp"
+
+#include "maritaca/transport/http_client.hpp"
+#include "maritaca/transport/sse_parser.hpp"
+#include "maritaca/transport/wire.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+namespace maritaca::transport {
+
+uint64_t next_tag() noexcept {
+  static std::atomic<uint64_t> counter{1};
+  return counter++;
+}
+
+namespace {
+
+/// Upper bound of an error body kept for its message.
+constexpr std::size_t max_error_body_bytes = 64u << 10;
+
+/// Upper bound of a server-suggested wait (a day), against absurd values.
+constexpr int64_t max_retry_after_ms = 86'400'000;
+
+/// Parses a non-negative decimal number (possibly fractional) filling all of
+/// `text`; returns -1 when it is not one.
+double parse_number(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
+    text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
+    text.remove_suffix(1);
+  if (text.empty() || text.size() > 32) return -1;
+  bool digits = false;
+  bool dot = false;
+  for (char c : text) {
+    if (c >= '0' && c <= '9')
+      digits = true;
+    else if (c == '.' && !dot)
+      dot = true;
+    else
+      return -1;
+  }
+  if (!digits) return -1;
+  return std::strtod(std::string{text}.c_str(), nullptr);
+}
+
+int64_t clamp_ms(double ms) {
+  if (!(ms >= 0)) return -1;
+  return ms > static_cast<double>(max_retry_after_ms)
+             ? max_retry_after_ms
+             : static_cast<int64_t>(std::llround(ms));
+}
+
+/// Parses an HTTP date (IMF-fixdate, RFC 850 or asctime form) as seconds
+/// since the epoch; returns -1 when it is none of them.
+int64_t parse_http_date(std::string_view text) {
+  std::string copy{text};
+  static constexpr const char* formats[] = {
+      "%a, %d %b %Y %H:%M:%S GMT", // Sun, 06 Nov 1994 08:49:37 GMT
+      "%A, %d-%b-%y %H:%M:%S GMT", // Sunday, 06-Nov-94 08:49:37 GMT
+      "%a %b %e %H:%M:%S %Y",      // Sun Nov  6 08:49:37 1994
+  };
+  for (auto* format : formats) {
+    std::tm tm{};
+    auto* end = ::strptime(copy.c_str(), format, &tm);
+    if (end != nullptr && *end == '\0')
+      return static_cast<int64_t>(::timegm(&tm));
+  }
+  return -1;
+}
+
+/// Reads `retry-after-ms` (ms), else `retry-after` (seconds or an HTTP
+/// date); returns -1 when neither is usable.
+int64_t retry_after_ms(const header_list& fields) {
+  if (auto ms = find_header(fields, "retry-after-ms"); !ms.empty())
+    if (auto value = parse_number(ms); value >= 0) return clamp_ms(value);
+  auto text = find_header(fields, "retry-after");
+  if (text.empty()) return -1;
+  if (auto seconds = parse_number(text); seconds >= 0)
+    return clamp_ms(seconds * 1000.0);
+  if (auto when = parse_http_date(text); when >= 0) {
+    auto now = static_cast<int64_t>(std::time(nullptr));
+    return clamp_ms(static_cast<double>(when > now ? when - now : 0) * 1000.0);
+  }
+  return -1;
+}
+
+/// Reads `x-should-retry`: 1 true, 0 false, -1 absent or unknown.
+int8_t should_retry(const header_list& fields) {
+  auto text = find_header(fields, "x-should-retry");
+  if (text == "true") return 1;
+  if (text == "false") return 0;
+  return -1;
+}
+
+/// Receives one exchange on the I/O thread, decodes it and sends the
+/// events to the caller. Callbacks of one exchange never overlap.
+class call_observer : public observer {
+public:
+  call_observer(caf::actor caller, caf::actor_addr transport, const call& c)
+      : caller_(std::move(caller)), transport_(std::move(transport)),
+        tag_(c.tag), what_(c.what), window_(c.window == 0 ? 1 : c.window),
+        decoder_(c.max_event_bytes) {
+    // nop
+  }
+
+  /// Called by the actor for `(ack_atom, tag, n)`; returns whether reading
+  /// may go on (fewer than `window` batches unacknowledged).
+  bool acknowledge(uint32_t n) noexcept {
+    auto left = unacked_ -= static_cast<int64_t>(n);
+    return left < static_cast<int64_t>(window_);
+  }
+
+  void on_head(const response_head& head) override {
+    head_ = head;
+    ok_ = head.status >= 200 && head.status < 300;
+  }
+
+  bool on_data(std::string_view bytes) override {
+    if (finished_) return false;
+    if (!ok_) {
+      // The error body only feeds the failure message: keep its start.
+      auto room =
+          max_error_body_bytes - std::min(max_error_body_bytes, body_.size());
+      body_.append(bytes.substr(0, room));
+      return true;
+    }
+    if (what_ != expect::chunks) {
+      body_.append(bytes);
+      return true;
+    }
+    std::vector<completion_chunk> chunks;
+    if (auto what = decoder_.feed(bytes, chunks)) {
+      // Chunks decoded before the bad event still go out first.
+      if (!chunks.empty())
+        caf::anon_send(caller_, chunks_atom::value, tag_, std::move(chunks));
+      what.response_started = true;
+      what.status = head_.status;
+      // fail() also makes the transport cancel the exchange (closing the
+      // connection); stop reading meanwhile.
+      fail(std::move(what));
+      return false;
+    }
+    if (chunks.empty()) return true;
+    ++unacked_;
+    caf::anon_send(caller_, chunks_atom::value, tag_, std::move(chunks));
+    return unacked_.load() < static_cast<int64_t>(window_);
+  }
+
+  void on_done() override {
+    if (finished_) return;
+    if (!ok_) return fail(status_failure());
+    switch (what_) {
+    case expect::completion: {
+      chat_completion result;
+      if (auto what = wire::decode_completion(body_, result))
+        return fail(decode_failure(std::move(what)));
+      finish();
+      caf::anon_send(caller_, completion_atom::value, tag_, std::move(result));
+      break;
+    }
+    case expect::models: {
+      std::vector<model_info> result;
+      if (auto what = wire::decode_models(body_, result))
+        return fail(decode_failure(std::move(what)));
+      finish();
+      caf::anon_send(caller_, models_atom::value, tag_, std::move(result));
+      break;
+    }
+    case expect::raw:
+      finish();
+      caf::anon_send(caller_, body_atom::value, tag_, std::move(head_),
+                     std::move(body_));
+      break;
+    case expect::chunks:
+      if (auto what = decoder_.finish(); what || !decoder_.done())
+        return fail(decode_failure(
+            what ? std::move(what)
+                 : make_failure(errc::protocol_error,
+                                "the stream ended without [DONE]")));
+      finish();
+      caf::anon_send(caller_, done_atom::value, tag_);
+      break;
+    }
+    notify_transport();
+  }
+
+  void on_failure(const failure& what) override {
+    if (finished_) return;
+    fail(what);
+  }
+
+private:
+  /// The failure of a non-2xx response.
+  failure status_failure() const {
+    failure result;
+    result.code = errc_from_status(head_.status);
+    result.status = head_.status;
+    auto error = wire::decode_error(body_);
+    result.message = error.message.empty()
+                         ? "HTTP status " + std::to_string(head_.status)
+                         : std::move(error.message);
+    result.retry_after_ms = retry_after_ms(head_.fields);
+    result.should_retry = should_retry(head_.fields);
+    result.response_started = true;
+    return result;
+  }
+
+  failure decode_failure(failure what) const {
+    what.status = head_.status;
+    what.response_started = true;
+    return what;
+  }
+
+  void finish() noexcept { finished_ = true; }
+
+  void fail(failure what) {
+    finish();
+    caf::anon_send(caller_, failed_atom::value, tag_, std::move(what));
+    notify_transport();
+  }
+
+  /// Tells the transport that this exchange is over: `(cancel_atom, tag)`
+  /// makes it forget the tag (and close the connection when the exchange
+  /// still runs, e.g. after a decode error).
+  void notify_transport() {
+    if (auto hdl = caf::actor_cast<caf::actor>(transport_))
+      caf::anon_send(hdl, cancel_atom::value, tag_);
+  }
+
+  caf::actor caller_;
+  caf::actor_addr transport_;
+  uint64_t tag_;
+  expect what_;
+  uint32_t window_;
+  sse::chunk_decoder decoder_;
+  std::atomic<int64_t> unacked_{0};
+  response_head head_;
+  bool ok_ = false;
+  bool finished_ = false;
+  std::string body_;
+};
+
+/// What the transport knows of one running call.
+struct call_entry {
+  exchange_id id = 0;
+  caf::actor_addr caller;
+  std::shared_ptr<call_observer> obs;
+};
+
+struct transport_state {
+  /// Destroyed with the state (in the actor's on_exit): cancels running
+  /// exchanges and joins the I/O threads.
+  std::unique_ptr<http_client> client;
+  /// Running calls by tag.
+  std::unordered_map<uint64_t, call_entry> calls;
+  /// Monitored callers and how many calls each has running.
+  std::unordered_map<caf::actor_addr, std::size_t> callers;
+
+  static inline const char* name = "maritaca.transport";
+};
+
+using transport_pointer = transport_actor::stateful_pointer<transport_state>;
+
+/// Forgets the call `tag` (stops monitoring its caller with its last call).
+void forget(transport_pointer self, uint64_t tag) {
+  auto& st = self->state;
+  auto i = st.calls.find(tag);
+  if (i == st.calls.end()) return;
+  auto caller = i->second.caller;
+  st.calls.erase(i);
+  if (auto j = st.callers.find(caller);
+      j != st.callers.end() && --j->second == 0) {
+    st.callers.erase(j);
+    self->demonitor(caller);
+  }
+}
+
+transport_actor::behavior_type transport_impl(transport_pointer self,
+                                              client_config cfg) {
+  self->state.client = std::make_unique<http_client>(std::move(cfg));
+  // A caller that went down no longer wants its exchanges.
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& st = self->state;
+    for (auto i = st.calls.begin(); i != st.calls.end();) {
+      if (i->second.caller == msg.source) {
+        st.client->cancel(i->second.id);
+        i = st.calls.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    st.callers.erase(msg.source);
+  });
+  return {
+      [self](exchange_atom, call& c) {
+        auto caller = caf::actor_cast<caf::actor>(self->current_sender());
+        if (!caller) return; // nobody to tell anything
+        auto& st = self->state;
+        if (st.calls.count(c.tag) != 0) {
+          caf::anon_send(caller, failed_atom::value, c.tag,
+                         make_failure(errc::invalid_argument,
+                                      "tag " + std::to_string(c.tag) +
+                                          " is already in use"));
+          return;
+        }
+        auto obs = std::make_shared<call_observer>(caller, self->address(), c);
+        if (st.callers[caller.address()]++ == 0) self->monitor(caller);
+        // Only chunk streams are read piece by piece.
+        c.req.stream = c.what == expect::chunks;
+        auto id = st.client->start(std::move(c.req), obs);
+        st.calls.emplace(c.tag, call_entry{id, caller.address(), obs});
+      },
+      [self](cancel_atom, uint64_t tag) {
+        auto& st = self->state;
+        if (auto i = st.calls.find(tag); i != st.calls.end())
+          st.client->cancel(i->second.id);
+        forget(self, tag);
+      },
+      [self](ack_atom, uint64_t tag, uint32_t count) {
+        auto& st = self->state;
+        auto i = st.calls.find(tag);
+        if (i == st.calls.end()) return;
+        if (i->second.obs->acknowledge(count)) st.client->resume(i->second.id);
+      },
+      [self](stats_atom) { return self->state.client->stats(); },
+  };
+}
+
+} // namespace
+
+transport_actor spawn_transport(caf::actor_system& sys, client_config cfg) {
+  return sys.spawn(transport_impl, std::move(cfg));
+}
+
+} // namespace maritaca::transport
