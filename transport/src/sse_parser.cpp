@@ -69,10 +69,9 @@ failure parser::feed(std::string_view bytes, std::vector<event>& out) {
   // there is none). Each is searched again only once `pos` passed it, so
   // the input is scanned at most once per kind of line end.
   const auto size = bytes.size();
+  auto next_lf = std::min(bytes.find('\n'), size);
+  auto next_cr = std::min(bytes.find('\r'), size);
   std::size_t pos = 0;
-  std::size_t next_lf = 0;
-  std::size_t next_cr = 0;
-  bool known = false;
   while (pos < size) {
     // A '\r' ended the previous line (maybe in the previous feed): a '\n'
     // right after it belongs to the same line end.
@@ -83,36 +82,24 @@ failure parser::feed(std::string_view bytes, std::vector<event>& out) {
         continue;
       }
     }
-    if (!known || next_lf < pos) {
-      next_lf = std::min(bytes.find('\n', pos), size);
-    }
-    if (!known || next_cr < pos) {
-      next_cr = std::min(bytes.find('\r', pos), size);
-    }
-    known = true;
+    if (next_lf < pos) next_lf = std::min(bytes.find('\n', pos), size);
+    if (next_cr < pos) next_cr = std::min(bytes.find('\r', pos), size);
     auto eol = std::min(next_lf, next_cr);
     auto len = eol - pos;
+    // Check the bound before buffering or applying any byte of the line.
+    if (!fits(line_.size() + len)) {
+      failed_ = true;
+      return too_big();
+    }
     if (eol == size) {
       // No line end: keep the fragment for the next feed.
-      if (!fits(line_.size() + len)) {
-        failed_ = true;
-        return too_big();
-      }
       line_.append(bytes.substr(pos, len));
       break;
     }
     if (line_.empty()) {
       // The whole line is in `bytes`: parse it in place.
-      if (!fits(len)) {
-        failed_ = true;
-        return too_big();
-      }
       process_line(bytes.substr(pos, len), out);
     } else {
-      if (!fits(line_.size() + len)) {
-        failed_ = true;
-        return too_big();
-      }
       line_.append(bytes.substr(pos, len));
       process_line(line_, out);
       line_.clear();
