@@ -5,6 +5,10 @@
 #include "options.hpp"
 #include "server.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -22,13 +26,23 @@ int main(int argc, char** argv) {
   case maritaca::sim::parse_result::run:
     break;
   }
+  // Block the stop signals before any thread starts (threads inherit the
+  // mask), so that they can only arrive through sigwait below, even right
+  // after the URL line.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   try {
     maritaca::sim::server srv{std::move(opts)};
     auto url = srv.start();
     // The one stdout line: whoever started us waits for it.
     std::printf("%s\n", url.c_str());
     std::fflush(stdout);
-    srv.run_until_signal();
+    int caught = 0;
+    sigwait(&stop_signals, &caught);
+    srv.stop();
   } catch (const std::exception& e) {
     std::cerr << "maritaca-sim: " << e.what() << '\n';
     return 1;

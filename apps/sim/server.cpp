@@ -11,7 +11,6 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -23,7 +22,6 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
-#include <future>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -190,9 +188,21 @@ struct stream_job {
   /// Body pieces written, and in all.
   int64_t piece = 0;
   int64_t pieces = 0;
+  /// The event of a text piece before and after its JSON string.
+  std::string piece_prefix;
+  std::string piece_suffix;
   /// Offset into `ans.content` of the next text piece.
   std::size_t pos = 0;
 };
+
+/// Identifies the answer to `chat`: a hash of its canonical encoding
+/// without the streaming flags, so that formatting does not matter and a
+/// streamed answer has the same id and tool call ids as a plain one.
+uint64_t answer_hash(chat_request chat) {
+  chat.stream = false;
+  chat.include_usage = false;
+  return fnv1a(wire::encode_request(chat));
+}
 
 /// Whether `f` acts in the middle of a response (after its head).
 bool is_mid_fault(const fault& f) {
@@ -240,7 +250,7 @@ public:
   /// A plain connection.
   session(tcp::socket&& socket, shared_state& state) requires(!is_tls)
       : stream_(std::move(socket)), state_(state),
-        timer_(stream_.get_executor()) {
+        timer_(stream_.get_executor()), watchdog_(stream_.get_executor()) {
     // nop
   }
 
@@ -248,7 +258,7 @@ public:
   session(tcp::socket&& socket, ssl::context& ctx,
           shared_state& state) requires(is_tls)
       : stream_(std::move(socket), ctx), state_(state),
-        timer_(stream_.get_executor()) {
+        timer_(stream_.get_executor()), watchdog_(stream_.get_executor()) {
     // nop
   }
 
@@ -497,7 +507,7 @@ private:
       return send_error(http::status::not_found,
                         "Model '" + chat.model + "' not found");
     auto chunks = int_header(req, "x-sim-chunks", max_chunks);
-    auto ans = make_answer(chat, body_hash, chunks);
+    auto ans = make_answer(chat, answer_hash(chat), chunks);
     if (chat.stream) return start_stream(chat, std::move(ans), f);
     send_completion(chat, std::move(ans), f);
   }
@@ -667,6 +677,7 @@ private:
     job.chunk.created = job.ans.created;
     job.chunk.model = chat.model;
     job.chunk.choices.resize(1);
+    make_piece_template(job);
     head_.emplace(http::status::ok, version_);
     head_->set(http::field::server, "maritaca-sim");
     head_->set(http::field::content_type, "text/event-stream");
@@ -685,7 +696,24 @@ private:
     head_sr_.reset();
     head_.reset();
     watch_peer();
+    arm_watchdog();
     write_event();
+  }
+
+  /// Drops the connection when a stream write makes no progress for
+  /// `write_timeout` (a client that stopped reading).
+  void arm_watchdog() {
+    writes_seen_ = writes_done_;
+    watchdog_.expires_after(write_timeout);
+    watchdog_.async_wait(
+        beast::bind_front_handler(&session::on_watchdog, self()));
+  }
+
+  void on_watchdog(beast::error_code ec) {
+    if (ec || closed_ || !job_) return;
+    if (writing_ && writes_done_ == writes_seen_)
+      return fail(beast::error::timeout, "stream write");
+    arm_watchdog();
   }
 
   /// Appends event `payload` (a JSON text) to `out_`, framed.
@@ -741,7 +769,10 @@ private:
       break;
     case stream_job::step::body:
       fill_body_piece(job, choice);
-      append_event(wire::encode_chunk(job.chunk));
+      if (job.tool_pieces.empty() && !job.piece_prefix.empty())
+        append_text_event(job, choice.content);
+      else
+        append_event(wire::encode_chunk(job.chunk));
       choice.content.clear();
       choice.tool_calls.clear();
       if (++job.piece >= job.pieces) job.next = stream_job::step::finish;
@@ -770,6 +801,45 @@ private:
     write_out();
   }
 
+  /// Splits the encoded event of a text piece around its content, so that
+  /// each piece costs one string escape instead of a whole encode. Leaves
+  /// the template empty (full encoding) if the split is ambiguous.
+  static void make_piece_template(stream_job& job) {
+    static constexpr std::string_view sentinel = "@maritaca-sim-piece@";
+    auto& choice = job.chunk.choices.front();
+    choice.content = sentinel;
+    auto event = sse::format_data(wire::encode_chunk(job.chunk));
+    choice.content.clear();
+    std::string quoted;
+    wire::append_json_string(quoted, sentinel);
+    auto at = event.find(quoted);
+    if (at == std::string::npos ||
+        event.find(quoted, at + 1) != std::string::npos)
+      return;
+    job.piece_prefix = event.substr(0, at);
+    job.piece_suffix = event.substr(at + quoted.size());
+  }
+
+  /// Appends the event of text piece `content` to `out_`, framed: the same
+  /// bytes as `format_data(encode_chunk(...))` (JSON escapes line ends, so
+  /// the event stays one data line).
+  void append_text_event(stream_job& job, std::string_view content) {
+    escaped_.clear();
+    wire::append_json_string(escaped_, content);
+    auto size =
+        job.piece_prefix.size() + escaped_.size() + job.piece_suffix.size();
+    if (job.chunked) {
+      char digits[20];
+      auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), size, 16);
+      out_.append(digits, end);
+      out_.append("\r\n");
+    }
+    out_.append(job.piece_prefix);
+    out_.append(escaped_);
+    out_.append(job.piece_suffix);
+    if (job.chunked) out_.append("\r\n");
+  }
+
   /// Sets the delta of the next body piece: a word of the text (with its
   /// trailing space) or a piece of a tool call.
   void fill_body_piece(stream_job& job, chunk_choice& choice) {
@@ -796,18 +866,23 @@ private:
     }
   }
 
+  /// Writes `out_`. Stream writes carry no per-write timeout (arming a
+  /// timer per chunk costs more than the write); the watchdog bounds them.
   void write_out() {
-    lowest().expires_after(write_timeout);
+    writing_ = true;
     net::async_write(
         stream_, net::buffer(out_),
         beast::bind_front_handler(&session::on_event_written, self()));
   }
 
   void on_event_written(beast::error_code ec, std::size_t) {
+    writing_ = false;
+    ++writes_done_;
     if (ec) return fail(ec, "write event");
     if (closed_) return;
     auto& job = *job_;
     if (job.next == stream_job::step::closed) {
+      watchdog_.cancel();
       job_.reset();
       flight_.reset();
       if (!keep_alive_) return close_graceful();
@@ -850,6 +925,7 @@ private:
     closed_ = true;
     flight_.reset();
     timer_.cancel();
+    watchdog_.cancel();
     beast::error_code ec;
     lowest().socket().set_option(net::socket_base::linger(true, 0), ec);
     lowest().close();
@@ -861,6 +937,7 @@ private:
     closed_ = true;
     flight_.reset();
     timer_.cancel();
+    watchdog_.cancel();
     beast::error_code ec;
     lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
     lowest().close();
@@ -910,6 +987,12 @@ private:
   shared_state& state_;
   /// Chunk delays, stalls and idle waits (one at a time).
   net::steady_timer timer_;
+  /// Bounds stream writes (see `arm_watchdog`).
+  net::steady_timer watchdog_;
+  /// Stream writes completed, and as seen by the last watchdog check.
+  uint64_t writes_done_ = 0;
+  uint64_t writes_seen_ = 0;
+  bool writing_ = false;
   beast::flat_buffer buffer_;
   std::optional<request_parser> parser_;
   std::optional<http::response<http::string_body>> res_;
@@ -920,6 +1003,8 @@ private:
   std::optional<flight_guard> flight_;
   /// Bytes of the event (or partial response) being written.
   std::string out_;
+  /// Scratch space of `append_text_event`.
+  std::string escaped_;
   fault partial_fault_;
   std::array<char, 512> drain_buf_;
   unsigned version_ = 11;
@@ -1049,15 +1134,6 @@ std::string server::start() {
 
 const std::string& server::url() const noexcept {
   return impl_->url;
-}
-
-void server::run_until_signal() {
-  auto& d = *impl_;
-  net::signal_set signals{d.ioc, SIGINT, SIGTERM};
-  std::promise<void> caught;
-  signals.async_wait([&caught](beast::error_code, int) { caught.set_value(); });
-  caught.get_future().wait();
-  stop();
 }
 
 void server::stop() {

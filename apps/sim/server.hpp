@@ -32,9 +32,6 @@ public:
   /// Returns the base URL (empty before `start`).
   const std::string& url() const noexcept;
 
-  /// Blocks until SIGINT or SIGTERM arrives, then stops.
-  void run_until_signal();
-
   /// Stops accepting, drops all connections and joins the I/O threads.
   /// Idempotent.
   void stop();
