@@ -12,6 +12,16 @@
 
 #include "maritaca/transport/wire.hpp"
 
+// RapidJSON in a namespace of this file alone: it may then be configured
+// here (SIMD string scans) unlike in other files without breaking the
+// one-definition rule.
+#define RAPIDJSON_NAMESPACE maritaca_wire_rapidjson
+#define RAPIDJSON_NAMESPACE_BEGIN namespace maritaca_wire_rapidjson {
+#define RAPIDJSON_NAMESPACE_END }
+#if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
+#define RAPIDJSON_SSE2
+#endif
+
 #include <rapidjson/allocators.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
@@ -23,13 +33,15 @@
 #include <cmath>
 #include <cstring>
 #include <iterator>
+#include <memory>
+#include <optional>
 #include <string>
 
 namespace maritaca::wire {
 
 namespace {
 
-namespace rj = rapidjson;
+namespace rj = RAPIDJSON_NAMESPACE;
 
 /// Deepest nesting of arrays and objects a decoder accepts.
 constexpr unsigned max_depth = 128;
@@ -114,6 +126,51 @@ size_t utf8_floor(std::string_view s, size_t limit) noexcept {
   return (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80 ? limit : i;
 }
 
+/// Returns the offset of the first byte of `s` that is not part of
+/// well-formed UTF-8, or npos.
+size_t find_invalid_utf8(std::string_view s) noexcept {
+  auto p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    // Skip ASCII eight bytes at a time.
+    if (i + 8 <= n) {
+      uint64_t word;
+      std::memcpy(&word, p + i, 8);
+      if ((word & 0x8080808080808080u) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    if (p[i] < 0x80) {
+      ++i;
+      continue;
+    }
+    auto len = utf8_sequence(p + i, n - i);
+    if (len == 0) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+/// Returns `s` without a leading UTF-8 byte order mark.
+std::string_view without_bom(std::string_view s) noexcept {
+  return s.substr(0, 3) == "\xEF\xBB\xBF" ? s.substr(3) : s;
+}
+
+/// Returns whether decoded string `s` holds a UTF-16 surrogate, which only
+/// a lone `\udc00`-style escape produces (RapidJSON lets those through).
+/// Surrogates encode as ED A0..BF xx; other sequences after ED stay below.
+bool has_surrogate(const char* s, size_t n) noexcept {
+  const char* end = s + n;
+  for (auto p = s; p < end; ++p) {
+    p = static_cast<const char*>(std::memchr(p, 0xED, end - p));
+    if (p == nullptr) return false;
+    if (p + 1 < end && static_cast<unsigned char>(p[1]) >= 0xA0) return true;
+  }
+  return false;
+}
+
 // -- encoding -----------------------------------------------------------------
 
 /// A RapidJSON output stream appending to a std::string.
@@ -141,9 +198,13 @@ public:
   void begin_array() { writer_.StartArray(); }
   void end_array() { writer_.EndArray(); }
 
-  /// Writes a member name (our names are plain ASCII literals).
+  /// Writes a member name. Our names are ASCII literals that need no
+  /// escaping: the writer places the separator, the name goes in as is.
   void key(std::string_view k) {
-    writer_.Key(k.data(), static_cast<rj::SizeType>(k.size()));
+    writer_.RawValue("", 0, rj::kStringType);
+    out_.push_back('"');
+    out_.append(k);
+    out_.push_back('"');
   }
 
   void null() { writer_.Null(); }
@@ -204,6 +265,8 @@ private:
 bool is_valid_json(std::string_view json);
 
 void encoder::raw(std::string_view json) {
+  // A byte order mark would be garbage inside the document.
+  json = without_bom(json);
   if (!is_valid_json(json)) {
     string(json);
     return;
@@ -351,11 +414,6 @@ size_t estimate_size(const chat_request& x) {
 using document = rj::GenericDocument<rj::UTF8<>, pool, pool>;
 using value = document::ValueType;
 
-/// What every decoder asks of the parser: reject ill-formed UTF-8 and read
-/// doubles exactly (so that 0.7 decodes to the double that encodes as 0.7).
-constexpr unsigned parse_flags =
-    rj::kParseValidateEncodingFlag | rj::kParseFullPrecisionFlag;
-
 /// Forwards SAX events to `Handler`, refusing nesting beyond `max_depth`
 /// (the recursive parser and our walks then stay shallow on any input).
 template <class Handler>
@@ -363,6 +421,9 @@ struct depth_limited {
   Handler& next;
   unsigned depth = 0;
   bool too_deep = false;
+  /// Whether to look for surrogates in strings (see `has_surrogate`).
+  bool check_surrogates = true;
+  bool surrogate = false;
 
   bool enter() {
     if (++depth <= max_depth) return true;
@@ -381,10 +442,14 @@ struct depth_limited {
     return next.RawNumber(s, n, copy);
   }
   bool String(const char* s, rj::SizeType n, bool copy) {
-    return next.String(s, n, copy);
+    return checked(s, n) && next.String(s, n, copy);
   }
   bool Key(const char* s, rj::SizeType n, bool copy) {
-    return next.Key(s, n, copy);
+    return checked(s, n) && next.Key(s, n, copy);
+  }
+  bool checked(const char* s, rj::SizeType n) {
+    surrogate = check_surrogates && has_surrogate(s, n);
+    return !surrogate;
   }
   bool StartObject() { return enter() && next.StartObject(); }
   bool EndObject(rj::SizeType n) {
@@ -421,23 +486,66 @@ failure syntax_failure(std::string_view in, size_t offset,
   return make_failure(errc::protocol_error, std::move(msg));
 }
 
-/// Parses `in` (after an optional UTF-8 byte order mark) by SAX into
-/// `handler`, using `stack` for the parser's scratch memory.
+/// Zero bytes after the text of a `text_copy`: the parser's SIMD scans may
+/// read up to 15 bytes past the terminating NUL.
+constexpr size_t text_padding = 16;
+
+/// A mutable, NUL-terminated copy of the input for in-situ parsing: in a
+/// caller's buffer when it fits, else on the heap.
+class text_copy {
+public:
+  text_copy(std::string_view in, char* buffer, size_t size) {
+    if (in.size() + text_padding <= size) {
+      data_ = buffer;
+    } else {
+      // Not make_unique: it would zero the bytes copied over next.
+      heap_.reset(new char[in.size() + text_padding]);
+      data_ = heap_.get();
+    }
+    std::memcpy(data_, in.data(), in.size());
+    std::memset(data_ + in.size(), 0, text_padding);
+  }
+
+  char* data() noexcept { return data_; }
+
+private:
+  char* data_ = nullptr;
+  std::unique_ptr<char[]> heap_;
+};
+
+/// What every decoder asks of the parser: parse in place (strings are not
+/// copied) and read doubles exactly (so that 0.7 decodes to the double that
+/// encodes as 0.7). UTF-8 is checked beforehand, in one fast pass.
+constexpr unsigned parse_flags =
+    rj::kParseInsituFlag | rj::kParseFullPrecisionFlag;
+
+/// Parses `in` by SAX into `handler`, in place in `text` (a NUL-terminated
+/// copy of `in`), using `stack` for the parser's scratch memory. Rejects
+/// ill-formed UTF-8, lone surrogates, NUL bytes outside strings and nesting
+/// deeper than `max_depth`.
 template <class Handler>
-failure sax_parse(std::string_view in, Handler& handler, pool& stack) {
-  size_t skipped = 0;
-  if (in.size() >= 3 && in.substr(0, 3) == "\xEF\xBB\xBF") skipped = 3;
-  rj::MemoryStream is(in.data() + skipped, in.size() - skipped);
+failure sax_parse(std::string_view in, char* text, Handler& handler,
+                  pool& stack) {
+  if (auto bad = find_invalid_utf8(in); bad != std::string_view::npos)
+    return syntax_failure(in, bad, "Invalid UTF-8 encoding.");
+  // Skip a byte order mark.
+  size_t skipped = in.size() - without_bom(in).size();
+  rj::InsituStringStream is(text + skipped);
   rj::GenericReader<rj::UTF8<>, rj::UTF8<>, pool> reader(&stack, 256);
   depth_limited<Handler> guard{handler};
+  // Only an escape `\uDC00`..`\uDFFF` can make a lone surrogate.
+  guard.check_surrogates = in.find("\\ud") != std::string_view::npos ||
+                           in.find("\\uD") != std::string_view::npos;
   auto result = reader.template Parse<parse_flags>(is, guard);
   if (result.IsError()) {
     auto at = result.Offset() + skipped;
     if (guard.too_deep)
       return syntax_failure(in, at, "nesting deeper than 128 levels.");
+    if (guard.surrogate)
+      return syntax_failure(in, at, "Unpaired UTF-16 surrogate escape.");
     return syntax_failure(in, at, rj::GetParseError_En(result.Code()));
   }
-  // The stream reads NUL as its end: text after a NUL byte went unread.
+  // The parser reads NUL as the end: text after a NUL byte went unread.
   if (auto at = is.Tell() + skipped; at != in.size())
     return syntax_failure(in, at, "Unexpected NUL byte.");
   return {};
@@ -445,7 +553,7 @@ failure sax_parse(std::string_view in, Handler& handler, pool& stack) {
 
 /// A parsed document whose memory comes first from buffers inside this
 /// object (so small documents cost no heap allocation).
-template <size_t ValueBytes, size_t StackBytes>
+template <size_t TextBytes, size_t ValueBytes, size_t StackBytes>
 class parsed_document {
 public:
   parsed_document()
@@ -458,11 +566,12 @@ public:
   parsed_document(const parsed_document&) = delete;
   parsed_document& operator=(const parsed_document&) = delete;
 
-  /// Parses `in`; on failure the root stays null.
+  /// Parses `in`; on failure the root stays null. Call once.
   failure parse(std::string_view in) {
+    text_.emplace(in, text_buffer_, sizeof(text_buffer_));
     failure result;
     auto generator = [&](document& handler) {
-      result = sax_parse(in, handler, stack_);
+      result = sax_parse(in, text_->data(), handler, stack_);
       return !result;
     };
     doc_.Populate(generator);
@@ -472,6 +581,9 @@ public:
   const value& root() const noexcept { return doc_; }
 
 private:
+  // The document's strings point into the text: it must outlive doc_.
+  char text_buffer_[TextBytes];
+  std::optional<text_copy> text_;
   alignas(16) char value_buffer_[ValueBytes];
   alignas(16) char stack_buffer_[StackBytes];
   pool values_;
@@ -482,11 +594,18 @@ private:
 /// Accepts any SAX event (for validation only).
 struct null_handler : rj::BaseReaderHandler<rj::UTF8<>, null_handler> {};
 
-bool is_valid_json(std::string_view json) {
-  alignas(16) char buffer[512];
-  pool stack(buffer, sizeof(buffer));
+/// Checks JSON text with `sax_parse`.
+failure check_json(std::string_view json) {
+  char buffer[512];
+  text_copy text{json, buffer, sizeof(buffer)};
+  alignas(16) char stack_buffer[512];
+  pool stack(stack_buffer, sizeof(stack_buffer));
   null_handler handler;
-  return !sax_parse(json, handler, stack);
+  return sax_parse(json, text.data(), handler, stack);
+}
+
+bool is_valid_json(std::string_view json) {
+  return !check_json(json);
 }
 
 /// Appends `x` as compact JSON text.
@@ -1445,12 +1564,9 @@ failure validate_request(const chat_request& x) {
   };
   // Raw JSON members must parse and hold an object (empty means absent).
   auto check_object = [&](std::string_view json, std::string field) -> failure {
+    json = without_bom(json);
     if (json.empty()) return {};
-    alignas(16) char buffer[512];
-    pool stack(buffer, sizeof(buffer));
-    null_handler handler;
-    if (auto err = sax_parse(json, handler, stack))
-      return bad(std::move(field), err.message);
+    if (auto err = check_json(json)) return bad(std::move(field), err.message);
     if (json[json.find_first_not_of(" \t\r\n")] != '{')
       return bad(std::move(field), "expected a JSON object");
     return {};
@@ -1500,7 +1616,7 @@ failure validate_request(const chat_request& x) {
 }
 
 failure decode_request(std::string_view json, chat_request& out) {
-  parsed_document<8192, 2048> doc;
+  parsed_document<4096, 8192, 2048> doc;
   if (auto err = doc.parse(json)) return err;
   out = chat_request{};
   reader r;
@@ -1540,7 +1656,7 @@ std::string encode_completion(const chat_completion& x) {
 }
 
 failure decode_completion(std::string_view json, chat_completion& out) {
-  parsed_document<8192, 2048> doc;
+  parsed_document<4096, 8192, 2048> doc;
   if (auto err = doc.parse(json)) return err;
   out = chat_completion{};
   reader r;
@@ -1602,7 +1718,7 @@ std::string encode_chunk(const completion_chunk& x) {
 }
 
 failure decode_chunk(std::string_view json, completion_chunk& out) {
-  parsed_document<4096, 2048> doc;
+  parsed_document<1024, 4096, 2048> doc;
   if (auto err = doc.parse(json)) return err;
   reader r;
   r.chunk(doc.root(), out);
@@ -1631,7 +1747,7 @@ std::string encode_models(const std::vector<model_info>& xs) {
 }
 
 failure decode_models(std::string_view json, std::vector<model_info>& out) {
-  parsed_document<4096, 2048> doc;
+  parsed_document<1024, 4096, 2048> doc;
   if (auto err = doc.parse(json)) return err;
   out.clear();
   reader r;
@@ -1679,7 +1795,7 @@ std::string encode_error(const api_error& x, error_shape shape) {
 
 api_error decode_error(std::string_view body) {
   api_error result;
-  parsed_document<4096, 2048> doc;
+  parsed_document<1024, 4096, 2048> doc;
   if (!doc.parse(body)) {
     auto& x = doc.root();
     if (x.IsObject()) {
@@ -1715,7 +1831,7 @@ api_error decode_error(std::string_view body) {
 
 bool is_error_payload(std::string_view json) {
   // Most payloads are chunks: rule them out without parsing.
-  if (json.find("\"error\"") == std::string_view::npos) return false;
+  if (!::memmem(json.data(), json.size(), "\"error\"", 7)) return false;
   size_t first = json.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos || json[first] != '{') return false;
   alignas(16) char buffer[1024];
@@ -1724,7 +1840,7 @@ bool is_error_payload(std::string_view json) {
   rj::GenericReader<rj::UTF8<>, rj::UTF8<>, pool> reader(&stack, 256);
   error_member_finder finder;
   depth_limited<error_member_finder> guard{finder};
-  reader.Parse<parse_flags>(is, guard);
+  reader.Parse<rj::kParseDefaultFlags>(is, guard);
   return finder.found;
 }
 

@@ -713,6 +713,28 @@ TEST_CASE("append_json_string escapes and repairs") {
   CHECK(back.messages.at(0).text() == "bad \xEF\xBF\xBD byte");
 }
 
+TEST_CASE("large documents decode beyond the inline buffers") {
+  const std::string unit = "Olá, \"mundo\" é\n";
+  std::string text;
+  chat_request r;
+  for (int i = 0; i < 300; ++i) {
+    r.messages.push_back(chat_message::user(std::to_string(i) + text));
+    text += unit;
+  }
+  while (text.size() < 1000000)
+    text += text;
+  r.messages.push_back(chat_message::assistant(text));
+  auto json = wire::encode_request(r);
+  REQUIRE(json.size() > 1000000);
+  chat_request back;
+  REQUIRE_FALSE(wire::decode_request(json, back));
+  CHECK(back == r);
+  completion_chunk chunk = make_chunk({content_choice(text)});
+  completion_chunk chunk_back;
+  REQUIRE_FALSE(wire::decode_chunk(wire::encode_chunk(chunk), chunk_back));
+  CHECK(chunk_back == chunk);
+}
+
 // -- malformed and mistyped input
 // -------------------------------------------------
 
@@ -906,15 +928,21 @@ TEST_CASE("invalid UTF-8, NUL bytes and deep nesting are protocol errors") {
   require_protocol_error(
       decode_with(decoder::chunk,
                   "{\"choices\":[{\"delta\":{\"content\":\"\xC3\x28\"}}]}"),
-      "Invalid encoding in string.");
+      "Invalid UTF-8 encoding.");
   require_protocol_error(
       decode_with(decoder::chunk,
                   "{\"choices\":[{\"delta\":{\"content\":\"\xED\xA0\x80\"}}]}"),
-      "Invalid encoding in string.");
+      "Invalid UTF-8 encoding.");
   require_protocol_error(
       decode_with(decoder::chunk,
                   R"({"choices":[{"delta":{"content":"\ud83d"}}]})"),
       "surrogate");
+  // RapidJSON decodes a lone low surrogate escape; the codec does not.
+  for (auto json : {R"({"choices":[{"delta":{"content":"a\udc00"}}]})",
+                    R"({"choices":[{"delta":{"content":"\uDFFF!"}}]})",
+                    R"({"choices":[],"\udc00":1})"})
+    require_protocol_error(decode_with(decoder::chunk, json),
+                           "Unpaired UTF-16 surrogate escape.");
   require_protocol_error(
       decode_with(decoder::chunk, "{\"choices\":[]}\0garbage"s), "NUL byte");
   require_protocol_error(decode_with(decoder::chunk, "{\"a\":\"\0\"}"s),
