@@ -35,7 +35,7 @@ struct chat_model::runtime {
     cc.max_idle_per_origin = cc.max_connections_per_origin;
     wire = transport::spawn_transport(*sys, cc);
     dispatcher = spawn_dispatcher(
-      *sys, wire, endpoint{cfg.base_url, cfg.api_key, cfg.extra_headers},
+      *sys, wire, endpoint{cfg.base_url, cfg.api_key},
       cfg.limits);
   }
 
@@ -78,7 +78,6 @@ chat_model chat_model::with_config(model_config cfg) const {
   // Endpoint and limits belong to the shared runtime.
   cfg.base_url = config_.base_url;
   cfg.api_key = config_.api_key;
-  cfg.extra_headers = config_.extra_headers;
   cfg.limits = config_.limits;
   return chat_model{rt_, std::move(cfg)};
 }
@@ -132,6 +131,7 @@ ask chat_model::make_ask(input in, std::vector<caf::actor> subscribers) const {
   x.options.timeouts = config_.timeouts;
   x.options.retry = config_.retry;
   x.options.stream_window = config_.stream_window;
+  x.options.headers = config_.extra_headers;
   x.subscribers = std::move(subscribers);
   x.body.stream = !x.subscribers.empty();
   return x;

@@ -244,6 +244,11 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
     return {
       [=](ask_atom, ask& x) -> caf::typed_response_promise<ai_message> {
         auto& st = self->state;
+        // Lane 0: the sender's own lane. (Read the sender first: making the
+        // response promise takes it out of the current message.)
+        auto lane = x.lane;
+        if (lane == 0 && self->current_sender())
+          lane = self->current_sender()->id() | (uint64_t{1} << 63);
         auto rp = self->make_response_promise<ai_message>();
         if (x.id == 0)
           x.id = next_request_id();
@@ -258,10 +263,6 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           rp.deliver(err);
           return rp;
         }
-        // Lane 0: the sender's own lane.
-        auto lane = x.lane;
-        if (lane == 0 && self->current_sender())
-          lane = self->current_sender()->id() | (uint64_t{1} << 63);
         auto& q = st.lanes[lane];
         if (q.empty())
           st.ready.push_back(lane);

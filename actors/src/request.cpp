@@ -220,7 +220,7 @@ transport::call make_call(request_self* self) {
   c.req.limits = st.job.ask.options.timeouts;
   if (!where.api_key.empty())
     c.req.fields.push_back({"Authorization", "Bearer " + where.api_key});
-  for (auto& h : where.extra_headers)
+  for (auto& h : st.job.ask.options.headers)
     c.req.fields.push_back(h);
   if (st.job.kind == request_kind::models) {
     c.req.method = "GET";

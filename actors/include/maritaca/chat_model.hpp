@@ -51,8 +51,9 @@ public:
                       model_config cfg = model_config::from_env());
 
   /// Returns a model sharing this one's runtime (and so its concurrency and
-  /// rate limits) with other per-ask settings. Only the "what to ask" and
-  /// "how" fields of `cfg` take effect; endpoint and limits stay.
+  /// rate limits) with other per-ask settings. Base URL, API key, TLS
+  /// settings and limits belong to the runtime and stay; everything else
+  /// (model, sampling, tools, extra headers, deadlines, retries) is `cfg`'s.
   chat_model with_config(model_config cfg) const;
 
   /// Returns a model whose asks offer `tools` (and `choice`).

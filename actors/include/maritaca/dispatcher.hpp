@@ -42,8 +42,6 @@ struct endpoint {
   std::string base_url;
   /// API key (empty: no Authorization header).
   std::string api_key;
-  /// Extra header fields.
-  transport::header_list extra_headers;
 };
 
 /// Spawns a dispatcher sending through `wire`. When the dispatcher exits,

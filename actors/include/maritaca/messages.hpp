@@ -161,6 +161,8 @@ struct ask_options {
   retry_policy retry;
   /// Stream credit window.
   uint32_t stream_window = 64;
+  /// Extra header fields of this ask's requests (e.g. tracing ids).
+  transport::header_list headers;
 };
 
 /// One ask, as the dispatcher receives it.

@@ -84,7 +84,7 @@ struct model_config {
   std::string base_url = default_base_url;
   /// API key (env `MARITACA_API_KEY`); sent as `Authorization: Bearer`.
   std::string api_key;
-  /// Extra header fields for every request.
+  /// Extra header fields of every ask (see `chat_model::with_config`).
   transport::header_list extra_headers;
   /// Extra trusted CA file (PEM).
   std::string ca_file;

@@ -1,0 +1,258 @@
+// The chat model's public API against maritaca-sim over loopback: invoke,
+// stream, batch, futures, actors, shutdown.
+
+#include "maritaca/chat_model.hpp"
+
+#include "support/actors.hpp"
+
+#include <caf/all.hpp>
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+using namespace maritaca;
+using namespace std::chrono_literals;
+using test::sim_config;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+} // namespace
+
+TEST_CASE("invoke answers the seed's questions") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  auto r = model.invoke("What is 2+2?");
+  REQUIRE(r);
+  CHECK(r->content().find('4') != std::string::npos);
+  CHECK(r->message.role == "assistant");
+  CHECK(r->finish_reason == "stop");
+  REQUIRE(r->usage);
+  CHECK(r->usage->total_tokens > 0);
+  CHECK(r->attempts == 1);
+  auto capital = model.invoke("What is the capital of Brazil?");
+  REQUIRE(capital);
+  CHECK(capital->content().find("Brasília") != std::string::npos);
+}
+
+TEST_CASE("invoke takes a string, role pairs or full messages") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  auto a = model.invoke("What is the capital of Brazil?");
+  auto b = model.invoke(
+    {{"system", "You are helpful."}, {"human", "What is the capital of Brazil?"}});
+  auto c = model.invoke(std::vector<chat_message>{
+    chat_message::user("What is the capital of Brazil?")});
+  REQUIRE(a);
+  REQUIRE(b);
+  REQUIRE(c);
+  CHECK(a->content() == c->content());
+  CHECK(b->content().find("Brasília") != std::string::npos);
+}
+
+TEST_CASE("a model that owns its actor system works standalone") {
+  test::sim_process sim;
+  chat_model model{sim_config(sim)};
+  auto r = model.invoke("Hello!");
+  REQUIRE(r);
+  CHECK_FALSE(r->content().empty());
+}
+
+TEST_CASE("stream delivers chunks before the answer ends") {
+  test::sim_process sim{{"--token-delay-ms", "20"}};
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  auto chunks = model.stream("Tell a story.");
+  std::string text;
+  std::size_t count = 0;
+  clock_type::time_point first;
+  uint64_t expected_seq = 0;
+  for (auto& chunk : chunks) {
+    if (count++ == 0)
+      first = clock_type::now();
+    CHECK(chunk.seq == expected_seq++);
+    CHECK(chunk.request_id == chunks.id());
+    text += chunk.content;
+  }
+  auto end = clock_type::now();
+  auto& result = chunks.result();
+  REQUIRE(result);
+  CHECK(count > 10);
+  // Incremental: the answer took many token delays after the first chunk.
+  CHECK(end - first >= 20ms * (count / 2));
+  CHECK(text == result->content());
+  // Usage figures on streams (stream_options.include_usage).
+  REQUIRE(result->usage);
+  CHECK(result->usage->completion_tokens > 0);
+  CHECK(result->finish_reason == "stop");
+}
+
+TEST_CASE("batch keeps input order and isolates a failing item") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  // An input without messages is refused by the service (400).
+  auto results = model.batch(
+    {"What is 2+2?", input{}, "What is the capital of Brazil?"});
+  REQUIRE(results.size() == 3);
+  REQUIRE(results[0]);
+  CHECK(results[0]->content().find('4') != std::string::npos);
+  REQUIRE_FALSE(results[1]);
+  CHECK(code_of(results[1].error()) == errc::bad_request);
+  CHECK(to_failure(results[1].error()).status == 400);
+  REQUIRE(results[2]);
+  CHECK(results[2]->content().find("Brasília") != std::string::npos);
+}
+
+TEST_CASE("100 concurrent asks through futures (gather)") {
+  test::sim_process sim{{"--token-delay-ms", "1"}};
+  test::test_system ts;
+  auto cfg = sim_config(sim);
+  cfg.limits.max_concurrency = 32;
+  chat_model model{ts.sys, cfg};
+  std::vector<std::future<chat_model::result_type>> futures;
+  for (int i = 0; i < 100; ++i)
+    futures.push_back(model.ainvoke("What is " + std::to_string(i) + "+1?"));
+  auto results = gather(std::move(futures));
+  REQUIRE(results.size() == 100);
+  for (int i = 0; i < 100; ++i) {
+    INFO("ask " << i);
+    REQUIRE(results[i]);
+    CHECK(results[i]->content().find(std::to_string(i + 1))
+          != std::string::npos);
+  }
+}
+
+TEST_CASE("abatch from plain code and from an actor") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  auto fut = model.abatch({{{"human", "What is 2+2?"}},
+                           {{"human", "What is the capital of Brazil?"}}});
+  auto results = fut.get();
+  REQUIRE(results.size() == 2);
+  REQUIRE(results[0]);
+  REQUIRE(results[1]);
+  CHECK(results[1]->content().find("Brasília") != std::string::npos);
+  // From an actor: the callback sees all results in input order.
+  std::promise<std::vector<chat_model::result_type>> prom;
+  auto from_actor = prom.get_future();
+  ts.sys.spawn([&](caf::event_based_actor* self) {
+    model.abatch(self, {"What is 1+1?", "What is 2+2?", "What is 3+3?"},
+                 [&](std::vector<chat_model::result_type> rs) {
+                   prom.set_value(std::move(rs));
+                 });
+  });
+  auto rs = from_actor.get();
+  REQUIRE(rs.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    REQUIRE(rs[i]);
+    CHECK(rs[i]->content().find(std::to_string((i + 1) * 2))
+          != std::string::npos);
+  }
+}
+
+TEST_CASE("ainvoke and astream from an actor") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  std::promise<std::string> answer;
+  ts.sys.spawn([&](caf::event_based_actor* self) {
+    model.ainvoke(self, "What is the capital of Brazil?")
+      .then([&](ai_message& msg) { answer.set_value(msg.content()); },
+            [&](caf::error& err) { answer.set_value(describe(err)); });
+  });
+  CHECK(answer.get_future().get().find("Brasília") != std::string::npos);
+  // A subscriber actor receives chunks, then exactly one stream_done.
+  struct seen {
+    std::atomic<int> chunks{0};
+    std::atomic<int> done{0};
+    std::atomic<int> failed{0};
+    std::string text;
+  };
+  auto s = std::make_shared<seen>();
+  std::promise<void> finished;
+  auto subscriber = ts.sys.spawn([s, &finished](caf::event_based_actor*)
+                                   -> caf::behavior {
+    return {
+      [s](const chat_chunk& x) {
+        ++s->chunks;
+        s->text += x.content;
+      },
+      [s, &finished](const stream_done&) {
+        ++s->done;
+        finished.set_value();
+      },
+      [s, &finished](const stream_failed&) {
+        ++s->failed;
+        finished.set_value();
+      },
+    };
+  });
+  auto id = model.astream(subscriber, "Tell a story.");
+  CHECK(id != 0);
+  REQUIRE(finished.get_future().wait_for(30s) == std::future_status::ready);
+  std::this_thread::sleep_for(50ms); // nothing else may arrive
+  CHECK(s->done == 1);
+  CHECK(s->failed == 0);
+  CHECK(s->chunks > 5);
+  CHECK(s->text.find("Maritaca") != std::string::npos);
+  caf::anon_send_exit(subscriber, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("models lists the service's models") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  auto xs = model.models();
+  REQUIRE(xs);
+  REQUIRE_FALSE(xs->empty());
+  CHECK(std::any_of(xs->begin(), xs->end(),
+                    [](auto& m) { return m.id == "sabia-4"; }));
+}
+
+TEST_CASE("a wrong key is unauthorized, never echoing the key") {
+  test::sim_process sim{{"--api-key", "right-key"}};
+  test::test_system ts;
+  auto cfg = sim_config(sim);
+  cfg.api_key = "wrong-key-123";
+  chat_model model{ts.sys, cfg};
+  auto r = model.invoke("Hello!");
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::unauthorized);
+  CHECK(describe(r.error()).find("wrong-key-123") == std::string::npos);
+  cfg.api_key = "right-key";
+  chat_model good{ts.sys, cfg};
+  CHECK(good.invoke("Hello!"));
+}
+
+TEST_CASE("shutdown with asks queued and in flight cancels each promptly") {
+  test::sim_process sim;
+  test::test_system ts;
+  auto cfg = test::with_header(sim_config(sim), "x-sim-fault", "stall-first");
+  cfg.limits.max_concurrency = 2;
+  cfg.retry.max_retries = 0;
+  chat_model model{ts.sys, cfg};
+  std::vector<std::future<chat_model::result_type>> futures;
+  for (int i = 0; i < 6; ++i)
+    futures.push_back(model.ainvoke("Hello!"));
+  auto stream = model.stream("Tell a story.");
+  std::this_thread::sleep_for(300ms);
+  auto start = clock_type::now();
+  model.shutdown();
+  for (auto& f : futures) {
+    REQUIRE(f.wait_for(10s) == std::future_status::ready);
+    auto r = f.get();
+    REQUIRE_FALSE(r);
+    CHECK(code_of(r.error()) == errc::cancelled);
+  }
+  auto& sr = stream.result();
+  REQUIRE_FALSE(sr);
+  CHECK(code_of(sr.error()) == errc::cancelled);
+  CHECK(clock_type::now() - start < 10s);
+}

@@ -1,0 +1,89 @@
+#pragma once
+
+/// @file
+/// Test support for the actor layer: a chat model configured for a running
+/// maritaca-sim, and the simulator's counters.
+
+#include "maritaca/chat_model.hpp"
+#include "support/process.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <regex>
+#include <string>
+
+namespace maritaca::test {
+
+/// A model configuration for `sim`: no key, short backoffs, bounded deadlines.
+inline model_config sim_config(const sim_process& sim) {
+  model_config cfg;
+  cfg.base_url = sim.base_url();
+  cfg.api_key.clear();
+  cfg.retry.initial_backoff = std::chrono::milliseconds{20};
+  cfg.retry.max_backoff = std::chrono::milliseconds{200};
+  cfg.timeouts.connect = std::chrono::milliseconds{2'000};
+  cfg.timeouts.first_byte = std::chrono::milliseconds{10'000};
+  cfg.timeouts.idle = std::chrono::milliseconds{10'000};
+  cfg.timeouts.total = std::chrono::milliseconds{30'000};
+  cfg.ask_timeout = std::chrono::milliseconds{60'000};
+  return cfg;
+}
+
+/// Returns `cfg` with one extra header.
+inline model_config with_header(model_config cfg, std::string name,
+                                std::string value) {
+  cfg.extra_headers.push_back({std::move(name), std::move(value)});
+  return cfg;
+}
+
+/// The simulator's counters (`GET /sim/stats`).
+struct sim_stats {
+  int64_t requests = -1;
+  int64_t connections = -1;
+  int64_t in_flight = -1;
+  int64_t max_in_flight = -1;
+};
+
+/// Reads the simulator's counters.
+inline sim_stats read_stats(const sim_process& sim) {
+  std::string body;
+  sim_stats result;
+  if (http_get(sim.port(), "/sim/stats", body) != 200)
+    return result;
+  auto field = [&](const char* name) -> int64_t {
+    std::smatch m;
+    std::regex re{std::string{"\""} + name + "\"\\s*:\\s*(\\d+)"};
+    if (std::regex_search(body, m, re))
+      return std::atoll(m[1].str().c_str());
+    return -1;
+  };
+  result.requests = field("requests");
+  result.connections = field("connections");
+  result.in_flight = field("in_flight");
+  result.max_in_flight = field("max_in_flight");
+  return result;
+}
+
+/// Resets the simulator's counters.
+inline void reset_stats(const sim_process& sim) {
+  std::string body;
+  http_post(sim.port(), "/sim/stats/reset", "{}", body);
+}
+
+/// An actor system configured for maritaca.
+struct test_system {
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+
+  test_system() : sys(init(cfg)) {}
+
+  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
+    configure(cfg);
+    return cfg;
+  }
+};
+
+} // namespace maritaca::test
