@@ -1,0 +1,68 @@
+#pragma once
+
+/// @file
+/// Command-line options of maritaca-gateway. Plain C++.
+
+#include "maritaca/gateway/http.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace maritaca::gateway {
+
+/// Everything the gateway can be told on its command line (and through
+/// MARITACA_API_KEY, MARITACA_GATEWAY_TOKENS).
+struct options {
+  /// Listening address, limits and client timeouts.
+  server_options server;
+  /// Upstream base URL.
+  std::string upstream = "https://chat.maritaca.ai/api";
+  /// Upstream API key (from --api-key-file or MARITACA_API_KEY).
+  std::string api_key;
+  /// Model of /ask, /stream and sessions.
+  std::string model = "sabia-4";
+  /// Bearer tokens clients must present.
+  std::vector<std::string> tokens;
+  /// Upstream requests at once.
+  std::size_t max_concurrency = 16;
+  /// Asks waiting for a slot before new ones get 503.
+  std::size_t max_queue = 10'000;
+  /// Retries of a failed upstream attempt.
+  uint32_t max_retries = 2;
+  /// Deadline of one whole upstream attempt.
+  std::chrono::milliseconds upstream_timeout{600'000};
+  /// Extra trusted CA file (PEM) for the upstream.
+  std::string ca_file;
+  /// Request header fields passed to the upstream (tests).
+  std::vector<std::string> forward_headers;
+  /// Chat sessions at once.
+  std::size_t max_sessions = 1000;
+  /// Idle lifetime of a session.
+  std::chrono::seconds session_ttl{1800};
+  /// One log line per request on stderr.
+  bool access_log = false;
+};
+
+/// Outcome of `parse_options`.
+enum class parse_result {
+  /// Run with the parsed options.
+  run,
+  /// `--help`: print `usage()` and exit 0.
+  help,
+  /// A bad flag or file: print `error` and exit 2.
+  error,
+};
+
+/// Parses `argv` and the environment (`env` looks a variable up; pass
+/// `std::getenv`). On `parse_result::error`, `error` says what is wrong.
+parse_result parse_options(int argc, const char* const* argv,
+                           const char* (*env)(const char*), options& out,
+                           std::string& error);
+
+/// Returns the text `--help` prints.
+std::string usage();
+
+} // namespace maritaca::gateway

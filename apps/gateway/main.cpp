@@ -1,0 +1,100 @@
+/// @file
+/// maritaca-gateway: a web service in front of a Maritaca-compatible API
+/// (see `--help` and docs/gateway.md). Prints its base URL as the first
+/// stdout line, serves until SIGINT or SIGTERM.
+
+#include "maritaca/gateway/http.hpp"
+#include "maritaca/gateway/options.hpp"
+#include "maritaca/gateway/router.hpp"
+#include "maritaca/gateway/service.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <memory>
+
+namespace gw = maritaca::gateway;
+
+namespace {
+
+/// The upstream settings of the chat model.
+maritaca::model_config make_model_config(const gw::options& o) {
+  maritaca::model_config cfg;
+  cfg.base_url = o.upstream;
+  cfg.api_key = o.api_key;
+  cfg.model = o.model;
+  cfg.ca_file = o.ca_file;
+  cfg.limits.max_concurrency = o.max_concurrency;
+  cfg.limits.max_queue = o.max_queue;
+  cfg.retry.max_retries = o.max_retries;
+  cfg.timeouts.total = o.upstream_timeout;
+  cfg.timeouts.first_byte =
+      std::min(cfg.timeouts.first_byte, o.upstream_timeout);
+  return cfg;
+}
+
+const char* get_env(const char* name) {
+  return std::getenv(name);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  gw::options opts;
+  std::string error;
+  switch (gw::parse_options(argc, argv, get_env, opts, error)) {
+  case gw::parse_result::help:
+    std::cout << gw::usage();
+    return 0;
+  case gw::parse_result::error:
+    std::cerr << "maritaca-gateway: " << error << " (see --help)\n";
+    return 2;
+  case gw::parse_result::run:
+    break;
+  }
+  if (opts.tokens.empty())
+    std::cerr << "maritaca-gateway: warning: no --token given, every route "
+                 "is open to anyone who can connect\n";
+  caf::actor_system_config cfg;
+  maritaca::configure(cfg);
+  caf::actor_system sys{cfg};
+  std::unique_ptr<gw::http_server> srv;
+  int rc = 0;
+  {
+    maritaca::chat_model model{sys, make_model_config(opts)};
+    gw::service_config scfg;
+    scfg.tokens = opts.tokens;
+    scfg.forward_headers = opts.forward_headers;
+    scfg.max_sessions = opts.max_sessions;
+    scfg.session_ttl = opts.session_ttl;
+    auto svc = std::make_unique<gw::service>(model, scfg);
+    auto routes = std::make_shared<gw::router>();
+    routes->set_access_log(opts.access_log);
+    svc->mount(*routes);
+    srv = std::make_unique<gw::http_server>(opts.server,
+                                            gw::router::as_handler(routes));
+    try {
+      auto url = srv->start();
+      // The one stdout line: whoever started us waits for it.
+      std::printf("%s\n", url.c_str());
+      std::fflush(stdout);
+      srv->wait_for_signal();
+    } catch (const std::exception& e) {
+      std::cerr << "maritaca-gateway: " << e.what() << '\n';
+      rc = 1;
+    }
+    // Shutdown order: close every connection (handlers hear about it),
+    // end sessions and the model, wait for every actor, and only then drop
+    // the server that their responders point into.
+    srv->stop();
+    svc->shutdown();
+    model.shutdown();
+  }
+  sys.await_all_actors_done();
+  srv.reset();
+  return rc;
+}

@@ -1,0 +1,291 @@
+/// @file
+/// Command-line parsing of maritaca-gateway.
+
+#include "maritaca/gateway/options.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace maritaca::gateway {
+
+namespace {
+
+std::string trim(std::string_view s) {
+  auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  auto e = s.find_last_not_of(" \t\r\n");
+  return std::string{s.substr(b, e - b + 1)};
+}
+
+/// Splits `s` at commas, trimming and dropping empty items.
+std::vector<std::string> split_list(std::string_view s) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    auto item = trim(s.substr(0, comma));
+    if (!item.empty()) out.push_back(std::move(item));
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+template <class T>
+bool parse_number(std::string_view text, T& out, T min, T max) {
+  T value{};
+  auto [end, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < min ||
+      value > max)
+    return false;
+  out = value;
+  return true;
+}
+
+/// Parses seconds (fractions allowed) into milliseconds.
+bool parse_seconds(const std::string& text, std::chrono::milliseconds& out,
+                   double max = 86'400.0 * 7) {
+  std::istringstream in{text};
+  double s = 0;
+  if (!(in >> s) || !in.eof() || !std::isfinite(s) || s <= 0 || s > max)
+    return false;
+  out = std::chrono::milliseconds{static_cast<int64_t>(std::llround(s * 1000))};
+  return out.count() > 0;
+}
+
+/// Parses `HOST:PORT` (IPv6 in brackets).
+bool parse_listen(const std::string& text, server_options& out) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= text.size()) return false;
+  auto host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host.empty()) return false;
+  uint16_t port = 0;
+  if (!parse_number<uint16_t>(std::string_view{text}.substr(colon + 1), port, 0,
+                              65535))
+    return false;
+  out.host = host;
+  out.port = port;
+  return true;
+}
+
+/// Reads a file's lines (trimmed; empty lines and `#` comments dropped).
+bool read_lines(const std::string& path, std::vector<std::string>& out) {
+  std::ifstream in{path};
+  if (!in) return false;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto t = trim(line);
+    if (!t.empty() && t.front() != '#') out.push_back(std::move(t));
+  }
+  return true;
+}
+
+/// Whether `name` is a valid header field name (an RFC 9110 token).
+bool is_token(std::string_view name) {
+  if (name.empty()) return false;
+  for (unsigned char c : name)
+    if (!(std::isalnum(c) ||
+          std::string_view{"!#$%&'*+-.^_`|~"}.find(static_cast<char>(c)) !=
+              std::string_view::npos))
+      return false;
+  return true;
+}
+
+} // namespace
+
+std::string usage() {
+  return R"(usage: maritaca-gateway [options]
+
+A web service in front of a Maritaca-compatible API: POST /ask, GET /stream,
+OpenAI-compatible POST /v1/chat/completions, GET /v1/models, sessions,
+GET /healthz and GET /metrics. Prints its base URL as the first stdout line.
+
+upstream:
+  --upstream URL          Maritaca-compatible base URL
+                          (default env MARITACA_API_BASE, else
+                          https://chat.maritaca.ai/api)
+  --api-key-file FILE     upstream API key (default env MARITACA_API_KEY)
+  --model NAME            model of /ask, /stream and sessions (sabia-4)
+  --max-concurrency N     upstream requests at once (16)
+  --max-queue N           asks waiting for a slot before 503 (10000)
+  --max-retries N         retries of a failed upstream attempt (2)
+  --upstream-timeout S    deadline of one upstream attempt (600)
+  --ca-file FILE          extra trusted CA certificates (PEM)
+
+clients:
+  --listen HOST:PORT      address to serve (127.0.0.1:8080; port 0 picks one)
+  --token T               bearer token clients must send (repeatable; also
+                          env MARITACA_GATEWAY_TOKENS, comma-separated)
+  --token-file FILE       bearer tokens, one per line
+  --max-body-bytes N      request body limit, larger gets 413 (1048576)
+  --max-header-bytes N    request head limit, larger gets 431 (16384)
+  --max-url-bytes N       request target limit, longer gets 414 (8192)
+  --max-connections N     connections at once (1024)
+  --header-timeout S      time for a request head to arrive (10)
+  --body-timeout S        time for a request body to arrive (30)
+  --idle-timeout S        keep-alive wait for the next request (60)
+  --write-timeout S       time one write to a client may take (30)
+  --max-sessions N        chat sessions open at once (1000)
+  --session-ttl S         idle lifetime of a session (1800)
+  --threads N             I/O threads (1)
+
+diagnostics:
+  --forward-header NAME   pass this request header to the upstream
+                          (repeatable; for tests, e.g. x-sim-fault)
+  --access-log            one line per request on stderr
+  --verbose               log connection errors on stderr
+  -h, --help              this text
+
+Without any token every route is open (a warning says so on stderr).
+)";
+}
+
+parse_result parse_options(int argc, const char* const* argv,
+                           const char* (*env)(const char*), options& out,
+                           std::string& error) {
+  std::string api_key_file;
+  bool upstream_given = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    std::string value;
+    bool has_value = false;
+    // Accept both "--flag value" and "--flag=value".
+    if (auto eq = flag.find('=');
+        flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag.resize(eq);
+      has_value = true;
+    }
+    if (flag == "--help" || flag == "-h") return parse_result::help;
+    if (flag == "--access-log") {
+      out.access_log = true;
+      continue;
+    }
+    if (flag == "--verbose" || flag == "-v") {
+      out.server.verbose = true;
+      continue;
+    }
+    static constexpr std::string_view with_value[] = {
+        "--listen",          "--upstream",
+        "--api-key-file",    "--model",
+        "--token",           "--token-file",
+        "--max-concurrency", "--max-queue",
+        "--max-retries",     "--upstream-timeout",
+        "--ca-file",         "--forward-header",
+        "--max-body-bytes",  "--max-header-bytes",
+        "--max-url-bytes",   "--max-connections",
+        "--header-timeout",  "--body-timeout",
+        "--idle-timeout",    "--write-timeout",
+        "--max-sessions",    "--session-ttl",
+        "--threads",
+    };
+    bool known = false;
+    for (auto f : with_value)
+      known = known || f == flag;
+    if (!known) {
+      error = "unknown option '" + flag + "'";
+      return parse_result::error;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) {
+        error = "option " + flag + " needs a value";
+        return parse_result::error;
+      }
+      value = argv[++i];
+    }
+    auto& srv = out.server;
+    bool ok = true;
+    std::chrono::milliseconds ms{0};
+    if (flag == "--listen") {
+      ok = parse_listen(value, srv);
+    } else if (flag == "--upstream") {
+      ok = value.rfind("http://", 0) == 0 || value.rfind("https://", 0) == 0;
+      out.upstream = value;
+      upstream_given = true;
+    } else if (flag == "--api-key-file") {
+      api_key_file = value;
+      ok = !value.empty();
+    } else if (flag == "--model") {
+      out.model = value;
+      ok = !value.empty();
+    } else if (flag == "--token") {
+      ok = !value.empty();
+      out.tokens.push_back(value);
+    } else if (flag == "--token-file") {
+      if (!read_lines(value, out.tokens)) {
+        error = "cannot read token file " + value;
+        return parse_result::error;
+      }
+    } else if (flag == "--max-concurrency") {
+      ok = parse_number<std::size_t>(value, out.max_concurrency, 1, 100'000);
+    } else if (flag == "--max-queue") {
+      ok = parse_number<std::size_t>(value, out.max_queue, 0, 10'000'000);
+    } else if (flag == "--max-retries") {
+      ok = parse_number<uint32_t>(value, out.max_retries, 0, 100);
+    } else if (flag == "--upstream-timeout") {
+      ok = parse_seconds(value, out.upstream_timeout);
+    } else if (flag == "--ca-file") {
+      out.ca_file = value;
+      ok = !value.empty();
+    } else if (flag == "--forward-header") {
+      ok = is_token(value);
+      out.forward_headers.push_back(value);
+    } else if (flag == "--max-body-bytes") {
+      ok = parse_number<std::size_t>(value, srv.max_body_bytes, 1,
+                                     std::size_t{1} << 32);
+    } else if (flag == "--max-header-bytes") {
+      ok = parse_number<std::size_t>(value, srv.max_header_bytes, 256,
+                                     std::size_t{1} << 24);
+    } else if (flag == "--max-url-bytes") {
+      ok = parse_number<std::size_t>(value, srv.max_url_bytes, 16,
+                                     std::size_t{1} << 24);
+    } else if (flag == "--max-connections") {
+      ok = parse_number<std::size_t>(value, srv.max_connections, 1, 1'000'000);
+    } else if (flag == "--header-timeout") {
+      ok = parse_seconds(value, srv.header_timeout);
+    } else if (flag == "--body-timeout") {
+      ok = parse_seconds(value, srv.body_timeout);
+    } else if (flag == "--idle-timeout") {
+      ok = parse_seconds(value, srv.idle_timeout);
+    } else if (flag == "--write-timeout") {
+      ok = parse_seconds(value, srv.write_timeout);
+    } else if (flag == "--max-sessions") {
+      ok = parse_number<std::size_t>(value, out.max_sessions, 0, 10'000'000);
+    } else if (flag == "--session-ttl") {
+      ok = parse_seconds(value, ms);
+      out.session_ttl = std::chrono::duration_cast<std::chrono::seconds>(ms);
+      ok = ok && out.session_ttl.count() > 0;
+    } else if (flag == "--threads") {
+      ok = parse_number<unsigned>(value, srv.threads, 1, 256);
+    }
+    if (!ok) {
+      error = "bad value '" + value + "' for " + flag;
+      return parse_result::error;
+    }
+  }
+  if (!upstream_given)
+    if (auto base = env("MARITACA_API_BASE"); base && *base)
+      out.upstream = base;
+  if (auto list = env("MARITACA_GATEWAY_TOKENS"); list && *list)
+    for (auto& t : split_list(list))
+      out.tokens.push_back(std::move(t));
+  if (!api_key_file.empty()) {
+    std::vector<std::string> lines;
+    if (!read_lines(api_key_file, lines) || lines.empty()) {
+      // Never echo the file's content: it is a secret.
+      error = "cannot read an API key from " + api_key_file;
+      return parse_result::error;
+    }
+    out.api_key = lines.front();
+  } else if (auto key = env("MARITACA_API_KEY"); key && *key) {
+    out.api_key = trim(key);
+  }
+  return parse_result::run;
+}
+
+} // namespace maritaca::gateway

@@ -1,0 +1,706 @@
+/// @file
+/// The gateway's routes on the actor API. No Beast or Asio here: requests
+/// arrive through the plain `handler` interface on an I/O thread, which only
+/// spawns an actor (one per HTTP request or stream) and returns. Answers go
+/// back through the thread-safe `responder`; events of the connection (a
+/// piece written, the client gone) come back to the actor as messages.
+
+#include "maritaca/gateway/service.hpp"
+
+#include "codec.hpp"
+
+#include "maritaca/error.hpp"
+#include "maritaca/session.hpp"
+#include "maritaca/transport/sse_parser.hpp"
+#include "maritaca/transport/wire.hpp"
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <chrono>
+#include <ctime>
+#include <mutex>
+#include <random>
+#include <unordered_map>
+
+namespace maritaca::gateway {
+
+namespace {
+
+/// The client of an HTTP request went away.
+using gone_atom = caf::atom_constant<caf::atom("gw_gone")>;
+/// A stream piece is on the wire.
+using wrote_atom = caf::atom_constant<caf::atom("gw_wrote")>;
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+/// How a streamed answer is written.
+enum class stream_mode {
+  /// `GET /stream`: the content pieces as text/plain chunks.
+  text,
+  /// `GET /stream` with `Accept: text/event-stream`: one event per piece.
+  sse,
+  /// `POST /v1/chat/completions` with `"stream": true`: OpenAI chunks.
+  openai,
+};
+
+/// An open chat session.
+struct session_entry {
+  session_actor handle;
+  clock_type::time_point last_used;
+};
+
+} // namespace
+
+/// What the routes share.
+struct service::impl {
+  impl(chat_model m, service_config c)
+      : model(std::move(m)), cfg(std::move(c)),
+        stats(std::make_shared<gateway::metrics>()),
+        tokens(std::make_shared<token_set>(cfg.tokens)),
+        rng(std::random_device{}()) {
+    // nop
+  }
+
+  chat_model model;
+  service_config cfg;
+  std::shared_ptr<gateway::metrics> stats;
+  std::shared_ptr<const token_set> tokens;
+  /// Sessions are touched from I/O threads, so a mutex guards the map (it
+  /// holds only actor handles, never actor state).
+  std::mutex mtx;
+  std::unordered_map<std::string, session_entry> sessions;
+  std::mt19937_64 rng;
+  bool down = false;
+
+  /// Closes sessions unused for longer than the TTL. Requires `mtx`.
+  void sweep_locked() {
+    auto now = clock_type::now();
+    for (auto i = sessions.begin(); i != sessions.end();) {
+      if (now - i->second.last_used > cfg.session_ttl) {
+        caf::anon_send_exit(i->second.handle, caf::exit_reason::user_shutdown);
+        i = sessions.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    stats->set_sessions(sessions.size());
+  }
+
+  /// Returns a fresh unguessable session id. Requires `mtx`.
+  std::string new_session_id_locked() {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string id = "sess_";
+    for (int i = 0; i < 2; ++i) {
+      auto x = rng();
+      for (int j = 0; j < 16; ++j, x >>= 4)
+        id += digits[x & 0xf];
+    }
+    return id;
+  }
+
+  /// Prepares an ask for `req`: fairness lane per bearer token (FIFO per
+  /// client, clients take turns) and the forwarded header fields.
+  void adjust(ask& x, const request& req) const {
+    auto auth = req.header("authorization");
+    if (!auth.empty()) {
+      // FNV-1a of the credential, so that it is not kept anywhere.
+      uint64_t h = 1469598103934665603ull;
+      for (unsigned char c : auth)
+        h = (h ^ c) * 1099511628211ull;
+      x.lane = (h >> 3) | (uint64_t{1} << 61);
+    }
+    for (auto& name : cfg.forward_headers)
+      if (auto v = req.header(name); !v.empty())
+        x.options.headers.push_back({name, std::string{v}});
+  }
+};
+
+namespace {
+
+using impl_ptr = std::shared_ptr<service::impl>;
+using responder_ptr = std::shared_ptr<responder>;
+
+/// Tells `self` (by a message) when the client of `res` goes away.
+template <class Self>
+void watch_client(Self* self, const responder_ptr& res) {
+  res->on_disconnect([addr = self->address()] {
+    if (auto a = caf::actor_cast<caf::actor>(addr))
+      caf::anon_send(a, gone_atom::value);
+  });
+}
+
+/// Records the usage of an answer.
+void count_tokens(const impl_ptr& svc, const ai_message& m) {
+  if (m.usage)
+    svc->stats->add_tokens(m.usage->prompt_tokens, m.usage->completion_tokens);
+}
+
+// -- one-shot calls
+// -------------------------------------------------------------
+
+/// State of an actor answering one request with one response.
+struct call_state {
+  impl_ptr svc;
+  responder_ptr res;
+  /// The ask to cancel when the actor ends early (0: none).
+  uint64_t ask_id = 0;
+  bool answered = false;
+  clock_type::time_point started = clock_type::now();
+
+  /// However the actor ends, the client gets an answer and a running ask
+  /// is cancelled (after an answer, cancelling is a no-op).
+  ~call_state() {
+    if (svc && ask_id != 0 && !answered)
+      caf::anon_send(svc->model.dispatcher(), cancel_atom::value, ask_id);
+    if (res && !answered)
+      res->send(error_response(503, "the gateway is shutting down",
+                               "server_error", "shutting_down"));
+  }
+
+  static inline const char* name = "maritaca.gateway.call";
+};
+
+using call_self = caf::stateful_actor<call_state>;
+
+void answer(call_self* self, response r) {
+  auto& st = self->state;
+  if (!st.answered) {
+    st.answered = true;
+    st.res->send(std::move(r));
+  }
+  self->quit();
+}
+
+void answer_failure(call_self* self, const caf::error& err) {
+  auto f = to_failure(err);
+  self->state.svc->stats->upstream_error(to_string(f.code));
+  answer(self, detail::to_response(detail::map_failure(f)));
+}
+
+/// The behavior every call has besides its pending request: a client that
+/// leaves cancels the work.
+caf::behavior call_behavior(call_self* self) {
+  return {
+      [=](gone_atom) {
+        auto& st = self->state;
+        st.svc->stats->client_disconnected();
+        if (st.ask_id != 0)
+          caf::anon_send(st.svc->model.dispatcher(), cancel_atom::value,
+                         st.ask_id);
+        // Nobody to answer any more.
+        st.answered = true;
+        self->quit();
+      },
+  };
+}
+
+using encoder = std::function<response(ai_message&)>;
+
+/// Sends one ask through the dispatcher and answers with `encode(answer)`.
+caf::behavior ask_call(call_self* self, impl_ptr svc, responder_ptr res, ask x,
+                       encoder encode) {
+  auto& st = self->state;
+  st.svc = svc;
+  st.res = res;
+  st.ask_id = x.id;
+  watch_client(self, res);
+  self->request(svc->model.dispatcher(), svc->model.config().ask_timeout,
+                ask_atom::value, std::move(x))
+      .then(
+          [=](ai_message& m) {
+            svc->stats->observe_upstream_latency(
+                seconds_since(self->state.started));
+            count_tokens(svc, m);
+            self->state.ask_id = 0;
+            answer(self, encode(m));
+          },
+          [=](caf::error& err) {
+            svc->stats->observe_upstream_latency(
+                seconds_since(self->state.started));
+            answer_failure(self, err);
+          });
+  return call_behavior(self);
+}
+
+/// Asks a session and answers `{"answer": ...}`.
+caf::behavior session_call(call_self* self, impl_ptr svc, responder_ptr res,
+                           session_actor session, std::string text) {
+  auto& st = self->state;
+  st.svc = svc;
+  st.res = res;
+  watch_client(self, res);
+  self->request(session, svc->model.config().ask_timeout, ask_atom::value,
+                input{std::move(text)})
+      .then(
+          [=](ai_message& m) {
+            svc->stats->observe_upstream_latency(
+                seconds_since(self->state.started));
+            count_tokens(svc, m);
+            answer(self, response::json(200, detail::answer_json(m.content())));
+          },
+          [=](caf::error& err) { answer_failure(self, err); });
+  return call_behavior(self);
+}
+
+/// Lists the upstream's models.
+caf::behavior models_call(call_self* self, impl_ptr svc, responder_ptr res) {
+  auto& st = self->state;
+  st.svc = svc;
+  st.res = res;
+  watch_client(self, res);
+  self->request(svc->model.dispatcher(), svc->model.config().ask_timeout,
+                models_atom::value)
+      .then(
+          [=](std::vector<model_info>& xs) {
+            answer(self, response::json(200, wire::encode_models(xs)));
+          },
+          [=](caf::error& err) { answer_failure(self, err); });
+  return call_behavior(self);
+}
+
+/// Renders /metrics with the dispatcher's figures.
+caf::behavior metrics_call(call_self* self, impl_ptr svc, responder_ptr res) {
+  auto& st = self->state;
+  st.svc = svc;
+  st.res = res;
+  auto render = [=](const upstream_figures& up) {
+    auto r = response::text(200, svc->stats->render(up));
+    r.headers = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
+    answer(self, std::move(r));
+  };
+  upstream_figures base;
+  base.max_concurrency = svc->model.config().limits.max_concurrency;
+  self->request(svc->model.dispatcher(), std::chrono::seconds{5},
+                stats_atom::value)
+      .then(
+          [=](dispatcher_stats& s) {
+            auto up = base;
+            up.in_flight = s.in_flight;
+            up.queued = s.queued;
+            up.rejected = s.rejected;
+            render(up);
+          },
+          [=](caf::error&) { render(base); });
+  return call_behavior(self);
+}
+
+// -- streams
+// --------------------------------------------------------------------
+
+/// State of an actor streaming one answer to its client. The actor is the
+/// subscriber of its own ask.
+struct stream_state {
+  impl_ptr svc;
+  responder_ptr res;
+  stream_mode mode = stream_mode::text;
+  uint64_t ask_id = 0;
+  bool head_sent = false;
+  bool ended = false;
+  /// OpenAI chunks: what every chunk repeats.
+  std::string completion_id;
+  std::string model;
+  int64_t created = 0;
+  bool include_usage = false;
+  bool role_sent = false;
+  clock_type::time_point started = clock_type::now();
+  bool first_seen = false;
+  /// Pieces handed to the responder and not yet on the wire.
+  std::size_t unwritten = 0;
+  /// Chunk requests not answered yet: their answers are the upstream's
+  /// credit, released once the client has taken the bytes.
+  std::vector<caf::response_promise> held;
+
+  ~stream_state() {
+    for (auto& rp : held)
+      rp.deliver(caf::unit);
+    if (ended || !svc) return;
+    caf::anon_send(svc->model.dispatcher(), cancel_atom::value, ask_id);
+    if (!head_sent)
+      res->send(error_response(503, "the gateway is shutting down",
+                               "server_error", "shutting_down"));
+    else
+      res->abort();
+  }
+
+  static inline const char* name = "maritaca.gateway.stream";
+};
+
+using stream_self = caf::stateful_actor<stream_state>;
+
+void send_head(stream_self* self) {
+  auto& st = self->state;
+  if (st.head_sent) return;
+  st.head_sent = true;
+  header_list h;
+  if (st.mode == stream_mode::text)
+    h.push_back({"Content-Type", "text/plain; charset=utf-8"});
+  else
+    h.push_back({"Content-Type", "text/event-stream"});
+  h.push_back({"Cache-Control", "no-cache"});
+  // Proxies must not buffer the stream.
+  h.push_back({"X-Accel-Buffering", "no"});
+  st.res->start_stream(200, std::move(h));
+}
+
+/// Renders one chunk for the client ("" when it carries nothing to send).
+std::string render_chunk(stream_state& st, chat_chunk& c) {
+  switch (st.mode) {
+  case stream_mode::text:
+    return std::move(c.content);
+  case stream_mode::sse:
+    return c.content.empty() ? std::string{} : sse::format_data(c.content);
+  case stream_mode::openai:
+    break;
+  }
+  completion_chunk out;
+  out.id = st.completion_id;
+  out.created = st.created;
+  out.model = st.model;
+  if (c.usage) {
+    if (!st.include_usage) return {};
+    out.usage = c.usage;
+  } else {
+    chunk_choice ch;
+    ch.index = c.index;
+    if (!st.role_sent) {
+      st.role_sent = true;
+      ch.role = "assistant";
+    }
+    ch.content = std::move(c.content);
+    ch.tool_calls = std::move(c.tool_calls);
+    ch.finish_reason = std::move(c.finish_reason);
+    out.choices.push_back(std::move(ch));
+  }
+  return sse::format_data(wire::encode_chunk(out));
+}
+
+void on_written(stream_self* self) {
+  auto& st = self->state;
+  if (st.unwritten > 0) --st.unwritten;
+  if (st.unwritten < st.svc->cfg.stream_write_window) {
+    for (auto& rp : st.held)
+      rp.deliver(caf::unit);
+    st.held.clear();
+  }
+}
+
+void on_chunk(stream_self* self, chat_chunk& c) {
+  auto& st = self->state;
+  if (st.ended) return;
+  if (!st.first_seen && (!c.content.empty() || !c.tool_calls.empty())) {
+    st.first_seen = true;
+    st.svc->stats->observe_first_token(seconds_since(st.started));
+  }
+  auto piece = render_chunk(st, c);
+  if (piece.empty()) return;
+  send_head(self);
+  ++st.unwritten;
+  st.res->write(std::move(piece), [addr = self->address()] {
+    if (auto a = caf::actor_cast<caf::actor>(addr))
+      caf::anon_send(a, wrote_atom::value);
+  });
+  // A client slower than the upstream: hold this chunk's credit.
+  auto* elem = self->current_mailbox_element();
+  if (st.unwritten >= st.svc->cfg.stream_write_window && elem != nullptr &&
+      elem->mid.is_request())
+    st.held.push_back(self->make_response_promise());
+}
+
+void on_done(stream_self* self, ai_message& m) {
+  auto& st = self->state;
+  if (st.ended) return;
+  st.ended = true;
+  st.svc->stats->observe_upstream_latency(seconds_since(st.started));
+  count_tokens(st.svc, m);
+  send_head(self);
+  if (st.mode == stream_mode::sse)
+    st.res->write("event: end\ndata: [DONE]\n\n");
+  else if (st.mode == stream_mode::openai)
+    st.res->write(sse::format_data("[DONE]"));
+  st.res->finish();
+  self->quit();
+}
+
+void on_failed(stream_self* self, const caf::error& err) {
+  auto& st = self->state;
+  if (st.ended) return;
+  st.ended = true;
+  auto f = to_failure(err);
+  st.svc->stats->upstream_error(to_string(f.code));
+  st.svc->stats->observe_upstream_latency(seconds_since(st.started));
+  auto e = detail::map_failure(f);
+  if (!st.head_sent) {
+    // Nothing sent yet: the client gets the upstream's status.
+    st.res->send(detail::to_response(e));
+  } else if (st.mode == stream_mode::text) {
+    // Plain text cannot carry an error: end without the last chunk, so the
+    // client sees a truncated body rather than a short answer.
+    st.res->abort();
+  } else {
+    auto body = error_json(e.message, e.type, e.code);
+    if (st.mode == stream_mode::sse)
+      st.res->write("event: error\n" + sse::format_data(body));
+    else
+      st.res->write(sse::format_data(body));
+    st.res->finish();
+  }
+  self->quit();
+}
+
+caf::behavior stream_call(stream_self* self, impl_ptr svc, responder_ptr res,
+                          ask x, stream_mode mode, bool include_usage) {
+  auto& st = self->state;
+  st.svc = svc;
+  st.res = res;
+  st.mode = mode;
+  st.ask_id = x.id;
+  st.model = x.body.model;
+  st.include_usage = include_usage;
+  st.created = static_cast<int64_t>(std::time(nullptr));
+  st.completion_id = "chatcmpl-gw" + std::to_string(x.id);
+  watch_client(self, res);
+  x.subscribers = {caf::actor_cast<caf::actor>(self)};
+  x.body.stream = true;
+  // The aggregated answer also comes as `stream_done`; the response only
+  // matters when it is an error the stream did not report.
+  self->request(svc->model.dispatcher(), svc->model.config().ask_timeout,
+                ask_atom::value, std::move(x))
+      .then([](ai_message&) {}, [=](caf::error& err) { on_failed(self, err); });
+  return {
+      [=](chat_chunk& c) { on_chunk(self, c); },
+      [=](stream_done& d) { on_done(self, d.message); },
+      [=](stream_failed& f) { on_failed(self, f.error); },
+      [=](wrote_atom) { on_written(self); },
+      [=](gone_atom) {
+        auto& st = self->state;
+        if (!st.ended) {
+          st.svc->stats->client_disconnected();
+          // Free the upstream slot now (the request actor also notices its
+          // subscriber going down).
+          caf::anon_send(st.svc->model.dispatcher(), cancel_atom::value,
+                         st.ask_id);
+          st.ended = true;
+        }
+        self->quit();
+      },
+  };
+}
+
+// -- routes
+// ---------------------------------------------------------------------
+
+response bad_request(std::string_view message) {
+  return error_response(400, message, "invalid_request_error", "bad_request");
+}
+
+void on_ask(const impl_ptr& svc, request req, responder_ptr res) {
+  std::string text;
+  if (auto err = detail::parse_text_body(req.body, text); !err.empty())
+    return res->send(bad_request(err));
+  auto x = svc->model.make_ask(input{std::move(text)});
+  svc->adjust(x, req);
+  svc->model.system().spawn(
+      ask_call, svc, std::move(res), std::move(x), encoder{[](ai_message& m) {
+        return response::json(200, detail::answer_json(m.content()));
+      }});
+}
+
+void on_stream(const impl_ptr& svc, request req, responder_ptr res) {
+  auto question = req.query_param("question");
+  if (!question || question->empty())
+    return res->send(bad_request("missing query parameter 'question' (GET "
+                                 "/stream?question=...)"));
+  auto x = svc->model.make_ask(input{std::move(*question)});
+  svc->adjust(x, req);
+  auto accept = req.header("accept");
+  auto mode = accept.find("text/event-stream") != std::string_view::npos
+                  ? stream_mode::sse
+                  : stream_mode::text;
+  svc->model.system().spawn(stream_call, svc, std::move(res), std::move(x),
+                            mode, false);
+}
+
+void on_completions(const impl_ptr& svc, request req, responder_ptr res) {
+  chat_request body;
+  if (auto err = wire::decode_request(req.body, body))
+    return res->send(bad_request(err.message));
+  if (auto err = wire::validate_request(body))
+    return res->send(bad_request(err.message));
+  if (body.n && *body.n > 1)
+    return res->send(bad_request("n > 1 is not supported by the gateway"));
+  auto x = svc->model.make_ask(input{});
+  auto stream = body.stream;
+  auto include_usage = body.include_usage;
+  x.body = std::move(body);
+  svc->adjust(x, req);
+  if (stream) {
+    svc->model.system().spawn(stream_call, svc, std::move(res), std::move(x),
+                              stream_mode::openai, include_usage);
+    return;
+  }
+  auto model_name = x.body.model;
+  svc->model.system().spawn(
+      ask_call, svc, std::move(res), std::move(x),
+      encoder{[model_name](ai_message& m) {
+        chat_completion out;
+        out.id =
+            m.id.empty() ? "chatcmpl-gw" + std::to_string(m.request_id) : m.id;
+        out.created = static_cast<int64_t>(std::time(nullptr));
+        out.model = m.model.empty() ? model_name : m.model;
+        completion_choice choice;
+        choice.message = std::move(m.message);
+        choice.finish_reason = std::move(m.finish_reason);
+        out.choices.push_back(std::move(choice));
+        out.usage = m.usage;
+        return response::json(200, wire::encode_completion(out));
+      }});
+}
+
+void on_create_session(const impl_ptr& svc, request req, responder_ptr res) {
+  session_config cfg;
+  if (auto err = detail::parse_session_body(req.body, cfg.system_prompt,
+                                            cfg.max_history_tokens);
+      !err.empty())
+    return res->send(bad_request(err));
+  std::string id;
+  {
+    std::lock_guard<std::mutex> guard{svc->mtx};
+    svc->sweep_locked();
+    if (svc->down)
+      return res->send(error_response(503, "the gateway is shutting down",
+                                      "server_error", "shutting_down"));
+    if (svc->sessions.size() >= svc->cfg.max_sessions)
+      return res->send(
+          error_response(429,
+                         "too many open sessions (limit " +
+                             std::to_string(svc->cfg.max_sessions) + ")",
+                         "rate_limit_error", "too_many_sessions"));
+    id = svc->new_session_id_locked();
+    svc->sessions.emplace(
+        id, session_entry{spawn_session(svc->model, std::move(cfg)),
+                          clock_type::now()});
+    svc->stats->set_sessions(svc->sessions.size());
+  }
+  std::string body = "{\"id\":";
+  wire::append_json_string(body, id);
+  body += ",\"model\":";
+  wire::append_json_string(body, svc->model.config().model);
+  body += "}";
+  auto r = response::json(201, std::move(body));
+  r.headers.push_back({"Location", req.path + "/" + id});
+  res->send(std::move(r));
+}
+
+response unknown_session(std::string_view id) {
+  return error_response(404, "no session '" + std::string{id} + "'",
+                        "not_found_error", "session_not_found");
+}
+
+void on_session_ask(const impl_ptr& svc, request req, responder_ptr res) {
+  std::string text;
+  if (auto err = detail::parse_text_body(req.body, text); !err.empty())
+    return res->send(bad_request(err));
+  session_actor handle;
+  {
+    std::lock_guard<std::mutex> guard{svc->mtx};
+    svc->sweep_locked();
+    auto i = svc->sessions.find(std::string{req.param("id")});
+    if (i == svc->sessions.end())
+      return res->send(unknown_session(req.param("id")));
+    i->second.last_used = clock_type::now();
+    handle = i->second.handle;
+  }
+  svc->model.system().spawn(session_call, svc, std::move(res), handle,
+                            std::move(text));
+}
+
+void on_delete_session(const impl_ptr& svc, request req, responder_ptr res) {
+  {
+    std::lock_guard<std::mutex> guard{svc->mtx};
+    auto i = svc->sessions.find(std::string{req.param("id")});
+    if (i == svc->sessions.end())
+      return res->send(unknown_session(req.param("id")));
+    // Like the seed's __aexit__: the history goes with the session.
+    caf::anon_send_exit(i->second.handle, caf::exit_reason::user_shutdown);
+    svc->sessions.erase(i);
+    svc->stats->set_sessions(svc->sessions.size());
+  }
+  res->send(response{204, {}, {}});
+}
+
+} // namespace
+
+// -- service
+// --------------------------------------------------------------------
+
+service::service(chat_model model, service_config cfg)
+    : impl_(std::make_shared<impl>(std::move(model), std::move(cfg))) {
+  // nop
+}
+
+service::~service() {
+  shutdown();
+}
+
+void service::shutdown() {
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  impl_->down = true;
+  for (auto& [id, entry] : impl_->sessions)
+    caf::anon_send_exit(entry.handle, caf::exit_reason::user_shutdown);
+  impl_->sessions.clear();
+  impl_->stats->set_sessions(0);
+}
+
+std::shared_ptr<gateway::metrics> service::metrics() const {
+  return impl_->stats;
+}
+
+std::shared_ptr<const token_set> service::tokens() const {
+  return impl_->tokens;
+}
+
+const chat_model& service::model() const {
+  return impl_->model;
+}
+
+void service::mount(router& r, const std::string& prefix) const {
+  auto svc = impl_;
+  // Wraps a route function into a handler that keeps the service alive.
+  auto route = [svc](void (*fn)(const impl_ptr&, request, responder_ptr)) {
+    return [svc, fn](request req, responder_ptr res) {
+      fn(svc, std::move(req), std::move(res));
+    };
+  };
+  r.add("POST", prefix + "/ask", route(on_ask));
+  r.add("GET", prefix + "/stream", route(on_stream));
+  for (std::string base : {"/v1", "/api"}) {
+    r.add("POST", prefix + base + "/chat/completions", route(on_completions));
+    r.add("GET", prefix + base + "/models", [svc](request, responder_ptr res) {
+      svc->model.system().spawn(models_call, svc, std::move(res));
+    });
+  }
+  r.add(
+      "GET", prefix + "/healthz",
+      [](request, responder_ptr res) {
+        res->send(response::json(200, "{\"status\":\"ok\"}"));
+      },
+      route_options{true});
+  r.add("GET", prefix + "/metrics", [svc](request, responder_ptr res) {
+    svc->model.system().spawn(metrics_call, svc, std::move(res));
+  });
+  r.add("POST", prefix + "/sessions", route(on_create_session));
+  r.add("POST", prefix + "/sessions/{id}/ask", route(on_session_ask));
+  r.add("DELETE", prefix + "/sessions/{id}", route(on_delete_session));
+  if (!r.tokens()) r.set_tokens(impl_->tokens);
+  if (!r.metrics()) r.set_metrics(impl_->stats);
+}
+
+} // namespace maritaca::gateway
