@@ -1811,7 +1811,8 @@ api_error decode_error(std::string_view body) {
         }
         return result;
       }
-      if (auto detail = find(x, "detail"); detail != nullptr) {
+      if (auto detail = find(x, "detail");
+          detail != nullptr && !detail->IsNull()) {
         if (detail->IsString())
           result.message = view(*detail);
         else
@@ -1832,6 +1833,7 @@ api_error decode_error(std::string_view body) {
 bool is_error_payload(std::string_view json) {
   // Most payloads are chunks: rule them out without parsing.
   if (!::memmem(json.data(), json.size(), "\"error\"", 7)) return false;
+  json = without_bom(json);
   size_t first = json.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos || json[first] != '{') return false;
   alignas(16) char buffer[1024];

@@ -632,6 +632,8 @@ TEST_CASE("both error shapes decode") {
         api_error{"Unauthorized", "", ""});
   CHECK(wire::decode_error(R"({"message":"Internal Server Error"})").message ==
         "Internal Server Error");
+  CHECK(wire::decode_error(R"({"detail":null})").message ==
+        R"({"detail":null})");
 }
 
 TEST_CASE("other error bodies become cleaned, bounded text") {
@@ -657,6 +659,7 @@ TEST_CASE("other error bodies become cleaned, bounded text") {
 TEST_CASE("is_error_payload looks for a top-level error member") {
   CHECK(wire::is_error_payload(R"({"error":{"message":"overloaded"}})"));
   CHECK(wire::is_error_payload(R"( {"id":"x","error":"boom"})"));
+  CHECK(wire::is_error_payload("\xEF\xBB\xBF{\"error\":{}}"));
   CHECK_FALSE(wire::is_error_payload(R"({"error":null,"choices":[]})"));
   CHECK_FALSE(wire::is_error_payload(R"({"detail":{"error":1}})"));
   CHECK_FALSE(wire::is_error_payload(R"(["error",1])"));
