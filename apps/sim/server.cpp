@@ -387,7 +387,9 @@ private:
       timer_.cancel();
       return do_read();
     }
-    if (buffer_.size() < header_limit) watch_peer();
+    // The client is alive and sent the next request early: keep it for
+    // later and stop watching (a pending watch read could not see the end
+    // of the request already buffered).
   }
 
   // -- routing
@@ -429,7 +431,7 @@ private:
   /// Finds the fault of this request: `x-sim-fault`, then
   /// `x-sim-fault-once` (first use of its key), then a random one. Returns
   /// false after answering 400 to a malformed fault header.
-  bool pick_fault(fault& out, uint64_t body_hash, bool allow_random) {
+  bool pick_fault(fault& out, bool allow_random) {
     auto& req = parser_->get();
     std::string error;
     if (auto i = req.find("x-sim-fault"); i != req.end()) {
@@ -456,7 +458,8 @@ private:
         out.stall_ms = header_stall_ms;
       return true;
     }
-    if (allow_random) out = state_.faults.draw(body_hash);
+    if (allow_random && state_.opts.fail_rate > 0)
+      out = state_.faults.draw(fnv1a(req.body()));
     return true;
   }
 
@@ -483,7 +486,7 @@ private:
       return send_error(http::status::unauthorized,
                         "Invalid or missing API key");
     fault f;
-    if (!pick_fault(f, 0, false) || apply_early_fault(f)) return;
+    if (!pick_fault(f, false) || apply_early_fault(f)) return;
     send_json(http::status::ok, state_.models_json);
   }
 
@@ -494,9 +497,8 @@ private:
                         "Invalid or missing API key");
     auto& req = parser_->get();
     auto& body = req.body();
-    auto body_hash = fnv1a(body);
     fault f;
-    if (!pick_fault(f, body_hash, true) || apply_early_fault(f)) return;
+    if (!pick_fault(f, true) || apply_early_fault(f)) return;
     chat_request chat;
     if (auto err = wire::decode_request(body, chat))
       return send_error(http::status::unprocessable_entity, err.message);

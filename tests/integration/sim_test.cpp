@@ -461,6 +461,22 @@ TEST_CASE("sim keeps connections alive and closes idle ones") {
        pos = r.raw.find("HTTP/1.1 200", pos + 1))
     ++count;
   CHECK(count == 2);
+  // A request sent while a stream is still running is answered after it.
+  fd = connect_to(sim.port());
+  REQUIRE(fd >= 0);
+  REQUIRE(send_all(fd, post("/api/chat/completions",
+                            chat_body("How are you?", true),
+                            "x-sim-token-delay-ms: 30\r\n", true)));
+  pollfd first{fd, POLLIN, 0};
+  REQUIRE(poll(&first, 1, 5000) == 1);
+  REQUIRE(send_all(fd, post("/api/chat/completions", chat_body("Hi"))));
+  raw_response both;
+  read_until_end(fd, both, 5s);
+  close(fd);
+  CHECK_FALSE(both.timed_out);
+  CHECK(both.raw.find("data: [DONE]") != std::string::npos);
+  CHECK(both.raw.find("HTTP/1.1 200", both.raw.find("data: [DONE]")) !=
+        std::string::npos);
   // An idle connection is closed by the server after the idle timeout.
   fd = connect_to(sim.port());
   REQUIRE(fd >= 0);
