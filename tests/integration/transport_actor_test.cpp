@@ -325,6 +325,7 @@ TEST_CASE_METHOD(fixture, "window and acks apply back-pressure") {
   auto tag = c.tag;
   self->send(transport, exchange_atom::value, c);
   outcome out;
+  REQUIRE(receive_one(self, transport, tag, out, false));
   // Without acks, at most `window` batches arrive.
   while (receive_one(self, transport, tag, out, false, 400ms))
     ; // nop

@@ -275,7 +275,11 @@ private:
   std::array<char, body_piece_bytes> piece_;
   /// The body of a non-stream exchange.
   std::string collected_;
+  /// The exchange running now (null between exchanges and once failed).
   exchange_ptr current_;
+  /// The last exchange started here: keeps its request alive for a write
+  /// operation that completes after the exchange ended.
+  exchange_ptr held_;
 };
 
 /// The shared state behind `http_client`.
@@ -359,6 +363,7 @@ connection::connection(client_core& core, const exchange& ex)
 
 void connection::start(exchange_ptr ex) {
   current_ = std::move(ex);
+  held_ = current_;
   paused_ = false;
   collected_.clear();
   // Stop watching the idle socket (see watch_idle).
@@ -682,7 +687,8 @@ void connection::finish_failure(failure what) {
   auto ex = std::move(current_);
   current_.reset();
   paused_ = false;
-  parser_.reset();
+  // parser_, buffer_ and held_ stay: an operation completing after close()
+  // (its data already queued on the strand) still uses them.
   close();
   what.response_started = what.response_started || ex->response_started;
   auto report = core_.mark_done(*ex, &what);
