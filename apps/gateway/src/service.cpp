@@ -20,6 +20,7 @@
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <mutex>
@@ -312,8 +313,10 @@ struct stream_state {
   bool role_sent = false;
   clock_type::time_point started = clock_type::now();
   bool first_seen = false;
-  /// Pieces handed to the responder and not yet on the wire.
-  std::size_t unwritten = 0;
+  /// Pieces handed to the responder, and the number of them known to be on
+  /// the wire (pieces are written in order).
+  uint64_t sent = 0;
+  uint64_t written = 0;
   /// Chunk requests not answered yet: their answers are the upstream's
   /// credit, released once the client has taken the bytes.
   std::vector<caf::response_promise> held;
@@ -382,10 +385,10 @@ std::string render_chunk(stream_state& st, chat_chunk& c) {
   return sse::format_data(wire::encode_chunk(out));
 }
 
-void on_written(stream_self* self) {
+void on_written(stream_self* self, uint64_t upto) {
   auto& st = self->state;
-  if (st.unwritten > 0) --st.unwritten;
-  if (st.unwritten < st.svc->cfg.stream_write_window) {
+  st.written = std::max(st.written, upto);
+  if (st.sent - st.written < st.svc->cfg.stream_write_window) {
     for (auto& rp : st.held)
       rp.deliver(caf::unit);
     st.held.clear();
@@ -402,15 +405,22 @@ void on_chunk(stream_self* self, chat_chunk& c) {
   auto piece = render_chunk(st, c);
   if (piece.empty()) return;
   send_head(self);
-  ++st.unwritten;
-  st.res->write(std::move(piece), [addr = self->address()] {
-    if (auto a = caf::actor_cast<caf::actor>(addr))
-      caf::anon_send(a, wrote_atom::value);
-  });
-  // A client slower than the upstream: hold this chunk's credit.
+  auto seq = ++st.sent;
+  auto window = std::max<std::size_t>(st.svc->cfg.stream_write_window, 2);
+  auto unwritten = st.sent - st.written;
+  // Only pieces deep in the queue report their write (the report covers
+  // every piece before them), which saves a message per piece.
+  std::function<void()> report;
+  if (unwritten >= window / 2)
+    report = [addr = self->address(), seq] {
+      if (auto a = caf::actor_cast<caf::actor>(addr))
+        caf::anon_send(a, wrote_atom::value, seq);
+    };
+  st.res->write(std::move(piece), std::move(report));
+  // A client slower than the upstream: hold this chunk's credit until the
+  // piece is on the wire.
   auto* elem = self->current_mailbox_element();
-  if (st.unwritten >= st.svc->cfg.stream_write_window && elem != nullptr &&
-      elem->mid.is_request())
+  if (unwritten >= window && elem != nullptr && elem->mid.is_request())
     st.held.push_back(self->make_response_promise());
 }
 
@@ -478,7 +488,7 @@ caf::behavior stream_call(stream_self* self, impl_ptr svc, responder_ptr res,
       [=](chat_chunk& c) { on_chunk(self, c); },
       [=](stream_done& d) { on_done(self, d.message); },
       [=](stream_failed& f) { on_failed(self, f.error); },
-      [=](wrote_atom) { on_written(self); },
+      [=](wrote_atom, uint64_t upto) { on_written(self, upto); },
       [=](gone_atom) {
         auto& st = self->state;
         if (!st.ended) {

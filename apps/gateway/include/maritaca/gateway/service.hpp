@@ -35,7 +35,7 @@ struct service_config {
   /// Bound of stream pieces written to a client but not yet on the wire;
   /// beyond it the gateway stops acknowledging chunks, which slows the
   /// upstream read (back-pressure).
-  std::size_t stream_write_window = 8;
+  std::size_t stream_write_window = 16;
 };
 
 /// The gateway's routes over one chat model.
