@@ -197,30 +197,31 @@ void on_worker_down(dispatcher_self* self, const caf::down_msg& msg) {
   pump(self);
 }
 
-void cancel_queued(dispatcher_self* self, uint64_t id, const char* why) {
+/// Ends a queued ask with `why`; returns whether it was queued.
+bool drop_queued(dispatcher_self* self, uint64_t id, failure why) {
   auto& st = self->state;
   auto i = st.queued_lane.find(id);
   if (i == st.queued_lane.end())
-    return;
+    return false;
   auto lane = i->second;
   st.queued_lane.erase(i);
   auto& q = st.lanes[lane];
   auto j = std::find_if(q.begin(), q.end(),
                         [&](auto& p) { return p.ask.id == id; });
   if (j == q.end())
-    return;
-  auto err = make_error(errc::cancelled, why);
+    return false;
+  auto err = make_error(std::move(why));
   for (auto& s : j->ask.subscribers)
     caf::anon_send(s, stream_failed{id, err});
   j->rp.deliver(err);
   q.erase(j);
   --st.queued;
-  ++st.stats.cancelled;
   st.stats.queued = st.queued;
   if (q.empty()) {
     st.lanes.erase(lane);
     st.ready.erase(std::find(st.ready.begin(), st.ready.end(), lane));
   }
+  return true;
 }
 
 } // namespace
@@ -266,10 +267,14 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
         auto& q = st.lanes[lane];
         if (q.empty())
           st.ready.push_back(lane);
-        st.queued_lane.emplace(x.id, lane);
+        auto id = x.id;
+        st.queued_lane.emplace(id, lane);
         q.push_back(pending{std::move(x), rp});
         ++st.queued;
         st.stats.queued = st.queued;
+        if (st.admission.max_queue_wait.count() > 0)
+          self->delayed_send(self, st.admission.max_queue_wait,
+                             expire_atom::value, id);
         pump(self);
         return rp;
       },
@@ -280,7 +285,10 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           caf::anon_send(i->second.worker, cancel_atom::value, id);
           return;
         }
-        cancel_queued(self, id, "cancelled by the caller");
+        if (drop_queued(self, id,
+                        make_failure(errc::cancelled,
+                                     "cancelled by the caller")))
+          ++st.stats.cancelled;
       },
       [=](models_atom) -> caf::typed_response_promise<std::vector<model_info>> {
         // Listing models bypasses the queue but not the transport's pool.
@@ -309,6 +317,12 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
         else
           st.tokens.take(-diff);
         i->second.estimate = static_cast<double>(used);
+      },
+      [=](expire_atom, uint64_t id) {
+        drop_queued(self, id,
+                    make_timeout(deadline::queue,
+                                 "no slot became free within the queue "
+                                 "bound"));
       },
       [=](tick_atom) {
         self->state.tick_scheduled = false;

@@ -62,6 +62,8 @@ namespace {
 
 /// An ask waiting for the one before it.
 struct queued_ask {
+  /// The ask's id, fixed when it is queued (subscribers match on it).
+  uint64_t id;
   input in;
   caf::actor subscriber; // null: not streamed
   caf::typed_response_promise<ai_message> rp;
@@ -83,7 +85,7 @@ struct session_state {
     auto err = make_error(errc::cancelled, "the session ended");
     for (auto& q : queue) {
       if (q.subscriber)
-        caf::anon_send(q.subscriber, stream_failed{0, err});
+        caf::anon_send(q.subscriber, stream_failed{q.id, err});
       q.rp.deliver(err);
     }
   }
@@ -117,6 +119,7 @@ void next_ask(session_self* self) {
   if (job.subscriber)
     subs.push_back(job.subscriber);
   auto x = st.model->make_ask(input{st.history}, std::move(subs));
+  x.id = job.id;
   // The session's asks share one fairness lane.
   x.lane = self->id() | (uint64_t{1} << 62);
   auto rp = job.rp;
@@ -145,8 +148,8 @@ void next_ask(session_self* self) {
 caf::typed_response_promise<ai_message>
 enqueue(session_self* self, input& in, caf::actor subscriber) {
   auto rp = self->make_response_promise<ai_message>();
-  self->state.queue.push_back(queued_ask{std::move(in), std::move(subscriber),
-                                         rp});
+  self->state.queue.push_back(queued_ask{next_request_id(), std::move(in),
+                                         std::move(subscriber), rp});
   next_ask(self);
   return rp;
 }

@@ -212,3 +212,27 @@ TEST_CASE("requests per minute are enforced") {
     REQUIRE(r);
   CHECK(clock_type::now() - start >= 1s);
 }
+
+TEST_CASE("an ask waiting longer than max_queue_wait times out (queue)") {
+  test::sim_process sim;
+  test::test_system ts;
+  auto cfg = with_header(sim_config(sim), "x-sim-fault", "stall-first");
+  cfg.limits.max_concurrency = 1;
+  cfg.limits.max_queue_wait = 300ms;
+  cfg.retry.max_retries = 0;
+  chat_model model{ts.sys, cfg};
+  auto running = model.ainvoke("Hello!");
+  std::this_thread::sleep_for(100ms);
+  auto start = clock_type::now();
+  auto queued = model.invoke("Hello!");
+  REQUIRE_FALSE(queued);
+  auto f = to_failure(queued.error());
+  CHECK(f.code == errc::timeout);
+  CHECK(f.which == deadline::queue);
+  CHECK(clock_type::now() - start >= 250ms);
+  auto st = read_stats(ts.sys, model);
+  CHECK(st.queued == 0);
+  CHECK(st.in_flight == 1);
+  model.shutdown();
+  CHECK(code_of(running.get().error()) == errc::cancelled);
+}

@@ -1697,7 +1697,12 @@ std::string encode_chunk(const completion_chunk& x) {
         e.key("function");
         e.begin_object();
         e.optional_member("name", t.name);
-        e.optional_member("arguments", t.arguments);
+        // The first piece of a call (the one naming it) carries
+        // `"arguments": ""` as OpenAI's stream does.
+        if (t.id.empty())
+          e.optional_member("arguments", t.arguments);
+        else
+          e.member("arguments", t.arguments);
         e.end_object();
         e.end_object();
       }

@@ -21,6 +21,9 @@ namespace maritaca {
 /// Internal: a request actor reports the tokens an ask used.
 using settle_atom = caf::atom_constant<caf::atom("m_settle")>;
 
+/// Internal: an ask's queue deadline passed.
+using expire_atom = caf::atom_constant<caf::atom("m_expire")>;
+
 /// The dispatcher's interface.
 /// - `(ask_atom, ask)` -> `ai_message`: run an ask (streamed when it has
 ///   subscribers); errors have category `maritaca`.
@@ -34,7 +37,7 @@ using dispatcher_actor = caf::typed_actor<
   caf::replies_to<models_atom>::with<std::vector<model_info>>,
   caf::replies_to<stats_atom>::with<dispatcher_stats>,
   caf::reacts_to<settle_atom, uint64_t, int64_t>,
-  caf::reacts_to<tick_atom>>;
+  caf::reacts_to<tick_atom>, caf::reacts_to<expire_atom, uint64_t>>;
 
 /// Where requests go: the endpoint part of a `model_config`.
 struct endpoint {

@@ -25,8 +25,8 @@ struct retry_policy {
   std::chrono::milliseconds initial_backoff{500};
   /// Upper bound of a computed backoff.
   std::chrono::milliseconds max_backoff{8'000};
-  /// Upper bound of a server-given wait (`retry-after-ms` / `retry-after`);
-  /// a longer wait is not waited for: the failure is returned instead.
+  /// Upper bound of a server-given wait (`retry-after-ms` / `retry-after`):
+  /// a longer one is cut to this bound.
   std::chrono::milliseconds max_retry_after{60'000};
   /// Multiply computed backoffs by a random factor in [1 - jitter, 1].
   double jitter = 0.25;
@@ -43,6 +43,10 @@ struct limits {
   std::size_t max_concurrency = 16;
   /// Asks waiting for a slot before new ones are refused (`overloaded`).
   std::size_t max_queue = 10'000;
+  /// Longest wait for a slot; an ask still queued then ends with
+  /// `errc::timeout` / `deadline::queue`. 0 means no bound (the caller's
+  /// `ask_timeout` still applies).
+  std::chrono::milliseconds max_queue_wait{0};
   /// Requests per minute; 0 means unlimited.
   uint32_t requests_per_minute = 0;
   /// Input+output tokens per minute; 0 means unlimited. Admission uses an
