@@ -20,8 +20,7 @@ caf::error bad_prompt(std::string what) {
 /// Scans `text`: calls `on_text` with literal pieces and `on_var` with
 /// variable names. Returns the first syntax error.
 template <class OnText, class OnVar>
-caf::error scan_template(std::string_view text, OnText on_text,
-                         OnVar on_var) {
+caf::error scan_template(std::string_view text, OnText on_text, OnVar on_var) {
   std::size_t i = 0;
   while (i < text.size()) {
     auto c = text[i];
@@ -38,16 +37,14 @@ caf::error scan_template(std::string_view text, OnText on_text,
       auto name = text.substr(i + 1, end - i - 1);
       if (name.empty())
         return bad_prompt("empty '{}' at offset " + std::to_string(i));
-      if (auto err = on_var(name))
-        return err;
+      if (auto err = on_var(name)) return err;
       i = end + 1;
     } else if (c == '}') {
-      return bad_prompt("single '}' at offset " + std::to_string(i)
-                        + " (write '}}' for a brace)");
+      return bad_prompt("single '}' at offset " + std::to_string(i) +
+                        " (write '}}' for a brace)");
     } else {
       auto end = text.find_first_of("{}", i);
-      if (end == std::string_view::npos)
-        end = text.size();
+      if (end == std::string_view::npos) end = text.size();
       on_text(text.substr(i, end - i));
       i = end;
     }
@@ -58,26 +55,27 @@ caf::error scan_template(std::string_view text, OnText on_text,
 /// Whether a chain tries the same model again after `code`.
 bool retryable(errc code) noexcept {
   switch (code) {
-    case errc::rate_limited:
-    case errc::server_error:
-    case errc::timeout:
-    case errc::connect_failed:
-    case errc::connection_lost:
-    case errc::protocol_error:
-    case errc::overloaded:
-      return true;
-    default:
-      return false;
+  case errc::rate_limited:
+  case errc::server_error:
+  case errc::timeout:
+  case errc::connect_failed:
+  case errc::connection_lost:
+  case errc::protocol_error:
+  case errc::overloaded:
+    return true;
+  default:
+    return false;
   }
 }
 
 /// Whether a chain moves on to its next model after `code`.
 bool fallback_on(errc code) noexcept {
-  return code == errc::rate_limited || code == errc::server_error
-         || code == errc::timeout;
+  return code == errc::rate_limited || code == errc::server_error ||
+         code == errc::timeout;
 }
 
-// -- the run actor --------------------------------------------------------------
+// -- the run actor
+// --------------------------------------------------------------
 
 struct run_state {
   std::optional<chain> spec;
@@ -103,15 +101,12 @@ struct run_state {
   /// However the run ends, the requester and the subscriber get one
   /// terminal message, and a running ask is cancelled.
   ~run_state() {
-    if (!started || finished)
-      return;
+    if (!started || finished) return;
     auto err = make_error(errc::cancelled, "the chain run ended");
     if (ask_id != 0 && dispatcher)
       caf::anon_send(dispatcher, cancel_atom::value, ask_id);
-    if (subscriber)
-      caf::anon_send(subscriber, stream_failed{run_id, err});
-    if (rp.pending())
-      rp.deliver(err);
+    if (subscriber) caf::anon_send(subscriber, stream_failed{run_id, err});
+    if (rp.pending()) rp.deliver(err);
   }
 
   static inline const char* name = "maritaca.chain_run";
@@ -128,25 +123,21 @@ void cancel_ask(run_self* self) {
 
 void fail(run_self* self, caf::error err) {
   auto& st = self->state;
-  if (st.finished)
-    return;
+  if (st.finished) return;
   st.finished = true;
   cancel_ask(self);
-  if (st.subscriber)
-    self->send(st.subscriber, stream_failed{st.run_id, err});
+  if (st.subscriber) self->send(st.subscriber, stream_failed{st.run_id, err});
   st.rp.deliver(std::move(err));
   self->quit();
 }
 
 void succeed(run_self* self, chain_output out) {
   auto& st = self->state;
-  if (st.finished)
-    return;
+  if (st.finished) return;
   st.finished = true;
   st.ask_id = 0;
   if (st.subscriber) {
-    if (st.report_output)
-      self->send(st.subscriber, out);
+    if (st.report_output) self->send(st.subscriber, out);
     auto msg = out.message;
     msg.request_id = st.run_id;
     self->send(st.subscriber, stream_done{st.run_id, std::move(msg)});
@@ -160,8 +151,7 @@ void attempt(run_self* self);
 /// Retries, falls back or gives up after a failed attempt.
 void on_error(run_self* self, caf::error err) {
   auto& st = self->state;
-  if (st.finished)
-    return;
+  if (st.finished) return;
   st.ask_id = 0;
   auto code = code_of(err);
   // Chunks already reached the subscriber: nothing can be taken back.
@@ -171,8 +161,8 @@ void on_error(run_self* self, caf::error err) {
   }
   auto& spec = *st.spec;
   if (retryable(code) && st.model_attempts <= spec.retries()) {
-    auto wait = spec.backoff() * (1 << std::min<uint32_t>(
-                                    st.model_attempts - 1, 10));
+    auto wait =
+        spec.backoff() * (1 << std::min<uint32_t>(st.model_attempts - 1, 10));
     self->delayed_send(self, wait, tick_atom::value, st.attempts);
     return;
   }
@@ -190,35 +180,31 @@ void attempt(run_self* self) {
   auto& spec = *st.spec;
   auto model = spec.parser().prepare(spec.models()[st.model]);
   std::vector<caf::actor> subs;
-  if (st.subscriber)
-    subs.push_back(caf::actor_cast<caf::actor>(self));
+  if (st.subscriber) subs.push_back(caf::actor_cast<caf::actor>(self));
   auto x = model.make_ask(st.in, std::move(subs));
   st.ask_id = x.id;
   st.dispatcher = model.dispatcher();
   ++st.attempts;
   ++st.model_attempts;
   auto id = x.id;
-  self
-    ->request(model.dispatcher(), model.config().ask_timeout, ask_atom::value,
-              std::move(x))
-    .then(
-      [=](ai_message& msg) {
-        auto& st = self->state;
-        if (st.finished || st.ask_id != id)
-          return;
-        auto out = st.spec->parser().parse(msg);
-        if (!out) {
-          on_error(self, std::move(out.error()));
-          return;
-        }
-        out->model_index = st.model;
-        out->attempts = st.attempts;
-        succeed(self, std::move(*out));
-      },
-      [=](caf::error& err) {
-        if (self->state.ask_id == id)
-          on_error(self, std::move(err));
-      });
+  self->request(model.dispatcher(), model.config().ask_timeout, ask_atom::value,
+                std::move(x))
+      .then(
+          [=](ai_message& msg) {
+            auto& st = self->state;
+            if (st.finished || st.ask_id != id) return;
+            auto out = st.spec->parser().parse(msg);
+            if (!out) {
+              on_error(self, std::move(out.error()));
+              return;
+            }
+            out->model_index = st.model;
+            out->attempts = st.attempts;
+            succeed(self, std::move(*out));
+          },
+          [=](caf::error& err) {
+            if (self->state.ask_id == id) on_error(self, std::move(err));
+          });
 }
 
 caf::behavior run_impl(run_self* self, chain spec, variables vars,
@@ -238,50 +224,49 @@ caf::behavior run_impl(run_self* self, chain spec, variables vars,
     });
   }
   return {
-    [=](chain_atom) -> caf::result<chain_output> {
-      auto& st = self->state;
-      if (st.started)
-        return make_error(errc::invalid_argument, "a chain run runs once");
-      st.started = true;
-      st.rp = self->make_response_promise<chain_output>();
-      auto rp = st.rp;
-      self->delayed_send(self, st.spec->deadline(), tick_atom::value);
-      auto in = st.spec->prompt().format(st.vars);
-      if (!in) {
-        fail(self, std::move(in.error()));
-        return rp;
-      }
-      st.in = std::move(*in);
-      attempt(self);
-      return rp;
-    },
-    // Chunks of the running ask go on to the subscriber; a chunk sent as a
-    // request is delegated, so the subscriber's answer (the stream credit)
-    // goes straight back to the request actor.
-    [=](chat_chunk& x) {
-      auto& st = self->state;
-      if (st.finished || !st.subscriber || x.request_id != st.ask_id)
-        return;
-      st.forwarded = true;
-      x.request_id = st.run_id;
-      if (self->current_mailbox_element()->mid.is_request())
-        self->delegate(st.subscriber, std::move(x));
-      else
-        self->send(st.subscriber, std::move(x));
-    },
-    // The ask's response carries the same answer.
-    [=](const stream_done&) {},
-    [=](const stream_failed&) {},
-    [=](tick_atom, uint32_t at) {
-      auto& st = self->state;
-      if (!st.finished && st.attempts == at)
+      [=](chain_atom) -> caf::result<chain_output> {
+        auto& st = self->state;
+        if (st.started)
+          return make_error(errc::invalid_argument, "a chain run runs once");
+        st.started = true;
+        st.rp = self->make_response_promise<chain_output>();
+        auto rp = st.rp;
+        self->delayed_send(self, st.spec->deadline(), tick_atom::value);
+        auto in = st.spec->prompt().format(st.vars);
+        if (!in) {
+          fail(self, std::move(in.error()));
+          return rp;
+        }
+        st.in = std::move(*in);
         attempt(self);
-    },
-    [=](tick_atom) {
-      auto ms = std::to_string(self->state.spec->deadline().count());
-      fail(self, make_error(make_timeout(
-                   deadline::total, "the chain run took over " + ms + " ms")));
-    },
+        return rp;
+      },
+      // Chunks of the running ask go on to the subscriber; a chunk sent as a
+      // request is delegated, so the subscriber's answer (the stream credit)
+      // goes straight back to the request actor.
+      [=](chat_chunk& x) {
+        auto& st = self->state;
+        if (st.finished || !st.subscriber || x.request_id != st.ask_id) return;
+        st.forwarded = true;
+        x.request_id = st.run_id;
+        if (self->current_mailbox_element()->mid.is_request())
+          self->delegate(st.subscriber, std::move(x));
+        else
+          self->send(st.subscriber, std::move(x));
+      },
+      // The ask's response carries the same answer.
+      [=](const stream_done&) {},
+      [=](const stream_failed&) {},
+      [=](tick_atom, uint32_t at) {
+        auto& st = self->state;
+        if (!st.finished && st.attempts == at) attempt(self);
+      },
+      [=](tick_atom) {
+        auto ms = std::to_string(self->state.spec->deadline().count());
+        fail(self,
+             make_error(make_timeout(deadline::total,
+                                     "the chain run took over " + ms + " ms")));
+      },
   };
 }
 
@@ -290,8 +275,7 @@ caf::behavior run_impl(run_self* self, chain spec, variables vars,
 caf::actor spawn_chain_run(const chain& c, variables vars,
                            caf::actor subscriber, uint64_t run_id,
                            bool report_output) {
-  if (run_id == 0)
-    run_id = next_request_id();
+  if (run_id == 0) run_id = next_request_id();
   return c.models().front().system().spawn(run_impl, c, std::move(vars),
                                            std::move(subscriber), run_id,
                                            report_output);
@@ -299,35 +283,35 @@ caf::actor spawn_chain_run(const chain& c, variables vars,
 
 } // namespace
 
-// -- templates ------------------------------------------------------------------
+// -- templates
+// ------------------------------------------------------------------
 
 caf::expected<std::string> format_template(std::string_view text,
                                            const variables& vars) {
   std::string result;
   result.reserve(text.size());
   auto err = scan_template(
-    text, [&](std::string_view piece) { result += piece; },
-    [&](std::string_view name) -> caf::error {
-      auto i = vars.find(std::string{name});
-      if (i == vars.end())
-        return bad_prompt("missing variable '" + std::string{name} + "'");
-      result += i->second;
-      return {};
-    });
-  if (err)
-    return err;
+      text, [&](std::string_view piece) { result += piece; },
+      [&](std::string_view name) -> caf::error {
+        auto i = vars.find(std::string{name});
+        if (i == vars.end())
+          return bad_prompt("missing variable '" + std::string{name} + "'");
+        result += i->second;
+        return {};
+      });
+  if (err) return err;
   return result;
 }
 
 std::vector<std::string> template_variables(std::string_view text) {
   std::vector<std::string> result;
   scan_template(
-    text, [](std::string_view) {},
-    [&](std::string_view name) -> caf::error {
-      if (std::find(result.begin(), result.end(), name) == result.end())
-        result.emplace_back(name);
-      return {};
-    });
+      text, [](std::string_view) {},
+      [&](std::string_view name) -> caf::error {
+        if (std::find(result.begin(), result.end(), name) == result.end())
+          result.emplace_back(name);
+        return {};
+      });
   return result;
 }
 
@@ -336,14 +320,14 @@ prompt_template::prompt_template(std::string text) {
 }
 
 prompt_template::prompt_template(
-  std::initializer_list<std::pair<std::string, std::string>> messages)
-  : messages_(messages) {
+    std::initializer_list<std::pair<std::string, std::string>> messages)
+    : messages_(messages) {
   // nop
 }
 
 prompt_template::prompt_template(
-  std::vector<std::pair<std::string, std::string>> messages)
-  : messages_(std::move(messages)) {
+    std::vector<std::pair<std::string, std::string>> messages)
+    : messages_(std::move(messages)) {
   // nop
 }
 
@@ -351,10 +335,9 @@ caf::expected<input> prompt_template::format(const variables& vars) const {
   input result;
   for (auto& [role, text] : messages_) {
     auto formatted = format_template(text, vars);
-    if (!formatted)
-      return std::move(formatted.error());
+    if (!formatted) return std::move(formatted.error());
     result.messages.push_back(
-      chat_message::make(normalize_role(role), std::move(*formatted)));
+        chat_message::make(normalize_role(role), std::move(*formatted)));
   }
   return result;
 }
@@ -368,7 +351,8 @@ std::vector<std::string> prompt_template::variable_names() const {
   return result;
 }
 
-// -- output parsers -------------------------------------------------------------
+// -- output parsers
+// -------------------------------------------------------------
 
 output_parser output_parser::text() {
   return output_parser{};
@@ -384,7 +368,7 @@ output_parser output_parser::structured(std::string schema) {
   output_parser result;
   result.kind_ = kind::structured;
   result.parsed_ = std::make_shared<const caf::expected<json_schema>>(
-    json_schema::parse(schema));
+      json_schema::parse(schema));
   result.schema_ = std::move(schema);
   return result;
 }
@@ -396,14 +380,11 @@ caf::expected<chain_output> output_parser::parse(const ai_message& msg) const {
     out.text = msg.content();
     return out;
   }
-  if (parsed_ && !*parsed_)
-    return parsed_->error();
+  if (parsed_ && !*parsed_) return parsed_->error();
   auto doc = json_document::parse(msg.content());
-  if (!doc)
-    return std::move(doc.error());
+  if (!doc) return std::move(doc.error());
   if (parsed_) {
-    if (auto err = (*parsed_)->check(*doc))
-      return err;
+    if (auto err = (*parsed_)->check(*doc)) return err;
   }
   out.text = doc->text();
   out.json = std::move(*doc);
@@ -412,17 +393,16 @@ caf::expected<chain_output> output_parser::parse(const ai_message& msg) const {
 
 chat_model output_parser::prepare(const chat_model& model) const {
   auto& fmt = model.config().response_format;
-  if (kind_ == kind::text || (fmt && fmt->type != "text"))
-    return model;
-  if (kind_ == kind::json)
-    return with_json_mode(model);
+  if (kind_ == kind::text || (fmt && fmt->type != "text")) return model;
+  if (kind_ == kind::json) return with_json_mode(model);
   return with_json_schema(model, schema_);
 }
 
-// -- chain ----------------------------------------------------------------------
+// -- chain
+// ----------------------------------------------------------------------
 
 chain::chain(prompt_template prompt, chat_model model, output_parser parser)
-  : prompt_(std::move(prompt)), parser_(std::move(parser)) {
+    : prompt_(std::move(prompt)), parser_(std::move(parser)) {
   models_.push_back(std::move(model));
 }
 
@@ -455,8 +435,7 @@ chain chain::with_deadline(std::chrono::milliseconds deadline) const {
 }
 
 std::chrono::milliseconds chain::deadline() const {
-  if (deadline_.count() > 0)
-    return deadline_;
+  if (deadline_.count() > 0) return deadline_;
   // Every attempt of every model, and the waits between retries.
   std::chrono::milliseconds total{0};
   std::chrono::milliseconds waits{0};
@@ -473,28 +452,28 @@ std::chrono::milliseconds chain::run_timeout() const {
 
 caf::actor chain::spawn_run(variables vars, caf::actor subscriber,
                             uint64_t run_id) const {
-  return spawn_chain_run(*this, std::move(vars), std::move(subscriber),
-                         run_id, false);
+  return spawn_chain_run(*this, std::move(vars), std::move(subscriber), run_id,
+                         false);
 }
 
 chain::result_type chain::invoke(const variables& vars) const {
   caf::scoped_actor self{models_.front().system()};
   result_type result{make_error(errc::cancelled, "no answer")};
   self->request(spawn_run(vars), run_timeout(), chain_atom::value)
-    .receive([&](chain_output& out) { result = std::move(out); },
-             [&](caf::error& err) { result = std::move(err); });
+      .receive([&](chain_output& out) { result = std::move(out); },
+               [&](caf::error& err) { result = std::move(err); });
   return result;
 }
 
 std::future<chain::result_type> chain::ainvoke(variables vars) const {
   auto prom = std::make_shared<std::promise<result_type>>();
   auto fut = prom->get_future();
-  models_.front().system().spawn(
-    [prom, copy = *this, vars = std::move(vars)](caf::event_based_actor* self) {
-      copy.ainvoke(self, vars)
+  models_.front().system().spawn([prom, copy = *this, vars = std::move(vars)](
+                                     caf::event_based_actor* self) {
+    copy.ainvoke(self, vars)
         .then([prom](chain_output& out) { prom->set_value(std::move(out)); },
               [prom](caf::error& err) { prom->set_value(std::move(err)); });
-    });
+  });
   return fut;
 }
 
@@ -536,14 +515,13 @@ chain operator|(const chat_model& model, output_parser parser) {
   return chain{prompt_template{"{input}"}, model, std::move(parser)};
 }
 
-// -- chain_stream ---------------------------------------------------------------
+// -- chain_stream
+// ---------------------------------------------------------------
 
 chain_stream::chain_stream(const chain& c, variables vars)
-  : self_(std::make_unique<caf::scoped_actor>(c.models().front().system())),
-    parser_(c.parser()),
-    timeout_(c.run_timeout()),
-    id_(next_request_id()),
-    result_(make_error(errc::cancelled, "no answer")) {
+    : self_(std::make_unique<caf::scoped_actor>(c.models().front().system())),
+      parser_(c.parser()), timeout_(c.run_timeout()), id_(next_request_id()),
+      result_(make_error(errc::cancelled, "no answer")) {
   run_ = spawn_chain_run(c, std::move(vars),
                          caf::actor_cast<caf::actor>(*self_), id_, true);
   // The outcome arrives as `stream_done` / `stream_failed`.
@@ -561,45 +539,45 @@ chain_stream::~chain_stream() {
 }
 
 std::optional<chat_chunk> chain_stream::next() {
-  if (ended_)
-    return std::nullopt;
+  if (ended_) return std::nullopt;
   std::optional<chat_chunk> out;
   bool waiting = true;
   while (waiting) {
     (*self_)->receive(
-      [&](chat_chunk& x) {
-        if (x.request_id == id_) {
-          out = std::move(x);
-          waiting = false;
-        }
-      },
-      // The run's output arrives right before its `stream_done`.
-      [&](chain_output& x) { output_ = std::move(x); },
-      [&](stream_done& x) {
-        if (x.request_id == id_) {
-          if (output_)
-            result_ = std::move(*output_);
-          else
-            result_ = parser_.parse(x.message);
-          ended_ = true;
-          waiting = false;
-        }
-      },
-      [&](stream_failed& x) {
-        if (x.request_id == id_) {
-          result_ = std::move(x.error);
-          ended_ = true;
-          waiting = false;
-        }
-      },
-      caf::after(timeout_) >>
-        [&] {
-          caf::anon_send_exit(run_, caf::exit_reason::user_shutdown);
-          result_ = make_error(make_timeout(
-            deadline::total, "no stream event within the chain's deadline"));
-          ended_ = true;
-          waiting = false;
-        });
+        [&](chat_chunk& x) {
+          if (x.request_id == id_) {
+            out = std::move(x);
+            waiting = false;
+          }
+        },
+        // The run's output arrives right before its `stream_done`.
+        [&](chain_output& x) { output_ = std::move(x); },
+        [&](stream_done& x) {
+          if (x.request_id == id_) {
+            if (output_)
+              result_ = std::move(*output_);
+            else
+              result_ = parser_.parse(x.message);
+            ended_ = true;
+            waiting = false;
+          }
+        },
+        [&](stream_failed& x) {
+          if (x.request_id == id_) {
+            result_ = std::move(x.error);
+            ended_ = true;
+            waiting = false;
+          }
+        },
+        caf::after(timeout_) >>
+            [&] {
+              caf::anon_send_exit(run_, caf::exit_reason::user_shutdown);
+              result_ = make_error(
+                  make_timeout(deadline::total,
+                               "no stream event within the chain's deadline"));
+              ended_ = true;
+              waiting = false;
+            });
   }
   return out;
 }
@@ -610,10 +588,11 @@ const chain::result_type& chain_stream::result() {
   return result_;
 }
 
-// -- parallel -------------------------------------------------------------------
+// -- parallel
+// -------------------------------------------------------------------
 
 parallel_chain::parallel_chain(std::map<std::string, chain> branches)
-  : branches_(std::move(branches)) {
+    : branches_(std::move(branches)) {
   // nop
 }
 
@@ -633,13 +612,15 @@ void parallel_chain::ainvoke(caf::event_based_actor* self, variables vars,
   }
   auto finish_one = [c](const std::string& name, chain::result_type r) {
     c->results.insert_or_assign(name, std::move(r));
-    if (--c->missing == 0)
-      c->done(std::move(c->results));
+    if (--c->missing == 0) c->done(std::move(c->results));
   };
   for (auto& [name, branch] : branches_)
-    branch.ainvoke(self, vars).then(
-      [=, name = name](chain_output& out) { finish_one(name, std::move(out)); },
-      [=, name = name](caf::error& err) { finish_one(name, std::move(err)); });
+    branch.ainvoke(self, vars)
+        .then([=, name = name](
+                  chain_output& out) { finish_one(name, std::move(out)); },
+              [=, name = name](caf::error& err) {
+                finish_one(name, std::move(err));
+              });
 }
 
 std::future<parallel_chain::result_type>
@@ -672,8 +653,7 @@ caf::expected<variables>
 to_variables(const parallel_chain::result_type& results) {
   variables result;
   for (auto& [name, r] : results) {
-    if (!r)
-      return r.error();
+    if (!r) return r.error();
     result.emplace(name, r->text);
   }
   return result;

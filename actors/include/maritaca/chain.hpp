@@ -57,7 +57,8 @@ using chain_atom = caf::atom_constant<caf::atom("m_chain")>;
 /// Values of a prompt's `{variables}`.
 using variables = std::map<std::string, std::string>;
 
-// -- prompt templates -----------------------------------------------------------
+// -- prompt templates
+// -----------------------------------------------------------
 
 /// Replaces each `{name}` of `text` with `vars.at(name)`; `{{` and `}}`
 /// stand for literal braces. A variable missing from `vars`, an empty
@@ -81,11 +82,11 @@ public:
   /// (role, template) pairs, e.g. `{{"system", "..."}, {"human",
   /// "{question}"}}`; roles as in `input` ("human", "ai" accepted).
   prompt_template(
-    std::initializer_list<std::pair<std::string, std::string>> messages);
+      std::initializer_list<std::pair<std::string, std::string>> messages);
 
   /// (role, template) pairs.
   explicit prompt_template(
-    std::vector<std::pair<std::string, std::string>> messages);
+      std::vector<std::pair<std::string, std::string>> messages);
 
   /// Formats every message with `vars`.
   caf::expected<input> format(const variables& vars) const;
@@ -103,7 +104,8 @@ private:
   std::vector<std::pair<std::string, std::string>> messages_;
 };
 
-// -- output parsers -------------------------------------------------------------
+// -- output parsers
+// -------------------------------------------------------------
 
 /// What a chain gives.
 struct chain_output {
@@ -162,7 +164,8 @@ private:
   std::shared_ptr<const caf::expected<json_schema>> parsed_;
 };
 
-// -- chains ---------------------------------------------------------------------
+// -- chains
+// ---------------------------------------------------------------------
 
 class chain_stream;
 
@@ -179,8 +182,8 @@ public:
 
   /// Returns this chain trying each model up to `retries` more times on
   /// transient failures, waiting `backoff`, then twice that, and so on.
-  chain with_retry(uint32_t retries, std::chrono::milliseconds backoff
-                                     = std::chrono::milliseconds{100}) const;
+  chain with_retry(uint32_t retries, std::chrono::milliseconds backoff =
+                                         std::chrono::milliseconds{100}) const;
 
   /// Returns this chain falling back to `models`, in order, when a model
   /// fails with 429, 5xx or a timeout.
@@ -193,7 +196,8 @@ public:
   /// the ask timeouts of every attempt it may make).
   chain with_deadline(std::chrono::milliseconds deadline) const;
 
-  // -- plain code ---------------------------------------------------------------
+  // -- plain code
+  // ---------------------------------------------------------------
 
   /// Runs and waits.
   result_type invoke(const variables& vars = {}) const;
@@ -209,7 +213,8 @@ public:
   /// in input order.
   std::vector<result_type> batch(std::vector<variables> inputs) const;
 
-  // -- actors -------------------------------------------------------------------
+  // -- actors
+  // -------------------------------------------------------------------
 
   /// Runs from `self`: `chain.ainvoke(self, vars).then(...)`.
   template <class Self>
@@ -231,7 +236,8 @@ public:
   caf::actor spawn_run(variables vars, caf::actor subscriber = {},
                        uint64_t run_id = 0) const;
 
-  // -- properties ---------------------------------------------------------------
+  // -- properties
+  // ---------------------------------------------------------------
 
   /// A run's deadline.
   std::chrono::milliseconds deadline() const;
