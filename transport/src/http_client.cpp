@@ -282,6 +282,17 @@ private:
   exchange_ptr held_;
 };
 
+/// Runs `fn(*conn)` on the strand of `conn`. The reference travels with
+/// the handler, so a connection is always destroyed by an I/O thread, never
+/// by the thread asking for the work.
+template <class F>
+void on_strand(connection_ptr conn, F fn) {
+  auto& strand = conn->strand();
+  asio::post(strand, [conn = std::move(conn), fn = std::move(fn)]() mutable {
+    fn(*conn);
+  });
+}
+
 /// The shared state behind `http_client`.
 class client_core {
 public:
@@ -765,7 +776,7 @@ client_core::~client_core() {
   for (auto& ex : running)
     abort(ex, cancelled);
   for (auto& conn : idle)
-    asio::post(conn->strand(), [conn] { conn->close(); });
+    on_strand(std::move(conn), [](connection& c) { c.close(); });
   // Give the exchanges a moment to report through their strands.
   auto until = clock_type::now() + shutdown_grace;
   for (auto& ex : running)
@@ -866,8 +877,8 @@ exchange_id client_core::start(request req, std::shared_ptr<observer> obs) {
     conn = assign_locked(ex, to_close);
   }
   for (auto& old : to_close)
-    asio::post(old->strand(), [old] { old->close(); });
-  if (conn) asio::post(conn->strand(), [conn, ex] { conn->start(ex); });
+    on_strand(std::move(old), [](connection& c) { c.close(); });
+  if (conn) on_strand(std::move(conn), [ex](connection& c) { c.start(ex); });
   return id;
 }
 
@@ -917,7 +928,7 @@ void client_core::abort(const exchange_ptr& ex, failure what) {
     }
   }
   if (conn) {
-    asio::post(conn->strand(), [conn, ex] { conn->abort(ex); });
+    on_strand(std::move(conn), [ex](connection& c) { c.abort(ex); });
     return;
   }
   if (ex->total_timer) ex->total_timer->cancel();
@@ -945,7 +956,7 @@ void client_core::resume(exchange_id id) {
     ex = i->second;
     conn = ex->conn;
   }
-  asio::post(conn->strand(), [conn, ex] { conn->resume(ex); });
+  on_strand(std::move(conn), [ex](connection& c) { c.resume(ex); });
 }
 
 pool_stats client_core::stats() const {
@@ -1026,8 +1037,7 @@ void client_core::release(const connection_ptr& conn, bool reusable) {
   else if (gen != 0)
     conn->watch_idle(gen, cfg_.keep_alive);
   if (next)
-    asio::post(next_conn->strand(),
-               [next_conn, next] { next_conn->start(next); });
+    on_strand(std::move(next_conn), [next](connection& c) { c.start(next); });
 }
 
 bool client_core::retry_on_fresh(const exchange_ptr& ex,
@@ -1044,7 +1054,7 @@ bool client_core::retry_on_fresh(const exchange_ptr& ex,
     ex->retried = true;
     ex->reused = false;
   }
-  asio::post(fresh->strand(), [fresh, ex] { fresh->start(ex); });
+  on_strand(std::move(fresh), [ex](connection& c) { c.start(ex); });
   return true;
 }
 
