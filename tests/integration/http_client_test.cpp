@@ -495,6 +495,43 @@ TEST_CASE("max_connections_per_origin bounds concurrency") {
   CHECK(client.stats().connections_reused == 4);
 }
 
+TEST_CASE("many exchanges on several I/O threads") {
+  test::sim_process sim;
+  client_config cfg;
+  cfg.io_threads = 3;
+  cfg.max_connections_per_origin = 4;
+  http_client client{cfg};
+  std::vector<std::shared_ptr<recorder>> recs;
+  std::vector<exchange_id> ids;
+  for (int i = 0; i < 24; ++i) {
+    recs.push_back(std::make_shared<recorder>());
+    ids.push_back(client.start(
+        chat_request(sim.base_url(), i % 3 != 0,
+                     {{"x-sim-token-delay-ms", "2"}, {"x-sim-chunks", "5"}}),
+        recs.back()));
+  }
+  // Cancel a few while they run or wait.
+  for (int i = 1; i < 24; i += 6)
+    client.cancel(ids[i]);
+  int dones = 0;
+  int cancelled = 0;
+  for (auto& rec : recs) {
+    REQUIRE(rec->wait_end());
+    std::this_thread::sleep_for(1ms);
+    CHECK(rec->dones + rec->failures == 1);
+    dones += rec->dones;
+    if (rec->failures == 1) {
+      CHECK(rec->what.code == errc::cancelled);
+      ++cancelled;
+    }
+  }
+  CHECK(dones + cancelled == 24);
+  CHECK(dones >= 20);
+  CHECK(sim_stat(sim, "max_in_flight") <= 4);
+  CHECK(eventually([&] { return client.stats().active == 0; }));
+  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+}
+
 TEST_CASE("on_data returning false pauses reading until resume") {
   test::sim_process sim;
   http_client client;
