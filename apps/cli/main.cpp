@@ -3,6 +3,8 @@
 //   maritaca ask [options] PROMPT        prints the answer
 //   maritaca ask --stream PROMPT         prints chunks as they come
 //   maritaca ask --json PROMPT           prints the whole response as JSON
+//   maritaca ask --tools FILE PROMPT     offers tools; prints the tool calls
+//   maritaca ask --schema FILE PROMPT    prints JSON checked against a schema
 //   maritaca batch [--concurrency N] FILE|-   one prompt per line -> JSON lines
 //   maritaca chat                        a REPL keeping history
 //   maritaca models                      lists the models
@@ -12,6 +14,8 @@
 
 #include "maritaca/chat_model.hpp"
 #include "maritaca/session.hpp"
+#include "maritaca/structured.hpp"
+#include "maritaca/tools.hpp"
 #include "maritaca/transport/wire.hpp"
 
 #include "server.hpp"
@@ -54,6 +58,14 @@ options:
   --ca-file FILE             extra trusted CA certificates (PEM)
   --stream                   (ask) print the answer as it arrives
   --json                     (ask) print the whole response as JSON
+  --tools FILE               offer the tools of FILE (an OpenAI-style tools
+                             array); ask prints the calls as name(arguments),
+                             one per line (with --json, the whole message)
+  --tool-choice MODE         none, auto, required or a function NAME
+  --response-format FORMAT   text or json (JSON mode: any JSON object)
+  --schema FILE              answer JSON following the JSON Schema of FILE;
+                             ask prints it, or fails (exit 1) when it does
+                             not fit
   --concurrency N            requests at once (default 16)
   -h, --help                 this text
 
@@ -76,6 +88,10 @@ struct cli_options {
   std::string ca_file;
   bool stream = false;
   bool json = false;
+  std::string tools_file;
+  std::optional<std::string> tool_choice;
+  std::string response_format;
+  std::string schema_file;
   std::size_t concurrency = 16;
 };
 
@@ -130,6 +146,19 @@ cli_options parse(int argc, char** argv) {
       o.concurrency = parse_number<std::size_t>(a, value());
       if (o.concurrency == 0)
         throw usage_error{"--concurrency must be at least 1"};
+    } else if (a == "--tools") {
+      o.tools_file = value();
+    } else if (a == "--tool-choice") {
+      o.tool_choice = value();
+    } else if (a == "--response-format") {
+      o.response_format = value();
+      if (o.response_format == "json_object")
+        o.response_format = "json";
+      if (o.response_format != "text" && o.response_format != "json")
+        throw usage_error{"--response-format expects text or json, got '"
+                          + o.response_format + "'"};
+    } else if (a == "--schema") {
+      o.schema_file = value();
     } else if (a == "--stream") {
       o.stream = true;
     } else if (a == "--json") {
@@ -143,6 +172,25 @@ cli_options parse(int argc, char** argv) {
     }
   }
   return o;
+}
+
+/// Returns the contents of `path`.
+std::string read_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    throw usage_error{"cannot open " + path};
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+/// The schema of --schema, checked to be one.
+maritaca::json_schema read_schema(const cli_options& o) {
+  auto s = maritaca::json_schema::parse(read_file(o.schema_file));
+  if (!s)
+    throw usage_error{o.schema_file + ": "
+                      + maritaca::to_failure(s.error()).message};
+  return std::move(*s);
 }
 
 /// Fills a model configuration from the options and the environment.
@@ -166,6 +214,31 @@ maritaca::model_config make_config(const cli_options& o,
   }
   if (o.max_retries)
     cfg.retry.max_retries = *o.max_retries;
+  if (!o.tools_file.empty()) {
+    auto specs = maritaca::parse_tool_specs(read_file(o.tools_file));
+    if (!specs)
+      throw usage_error{o.tools_file + ": "
+                        + maritaca::to_failure(specs.error()).message};
+    cfg.tools = std::move(*specs);
+  }
+  if (o.tool_choice) {
+    auto choice = maritaca::parse_tool_choice(*o.tool_choice);
+    if (!choice)
+      throw usage_error{"--tool-choice: "
+                        + maritaca::to_failure(choice.error()).message};
+    cfg.tool_choice = std::move(*choice);
+  }
+  if (!o.schema_file.empty()) {
+    maritaca::response_format fmt;
+    fmt.type = "json_schema";
+    fmt.schema = read_schema(o).text();
+    fmt.schema_name = "output";
+    cfg.response_format = std::move(fmt);
+  } else if (o.response_format == "json") {
+    maritaca::response_format fmt;
+    fmt.type = "json_object";
+    cfg.response_format = std::move(fmt);
+  }
   return cfg;
 }
 
@@ -206,6 +279,36 @@ int report(const caf::error& err) {
   return 1;
 }
 
+/// Whether the answer must be JSON (--schema or --response-format json).
+bool wants_json(const cli_options& o) {
+  return !o.schema_file.empty() || o.response_format == "json";
+}
+
+/// Checks a JSON answer: the JSON text, or the error naming what does not
+/// fit.
+caf::expected<std::string> check_json(const maritaca::ai_message& msg,
+                                      const cli_options& o) {
+  auto doc = maritaca::json_document::parse(msg.content());
+  if (!doc)
+    return std::move(doc.error());
+  if (!o.schema_file.empty()) {
+    if (auto err = read_schema(o).check(*doc))
+      return err;
+  } else if (doc->type() != maritaca::json_type::object) {
+    return maritaca::make_error(maritaca::errc::protocol_error,
+                                "$: expected object, got "
+                                  + std::string{to_string(doc->type())});
+  }
+  return doc->text();
+}
+
+/// Prints the tool calls of `msg`: `name(arguments)`, one per line.
+void print_tool_calls(const maritaca::ai_message& msg) {
+  for (auto& call : msg.tool_calls())
+    std::cout << call.name << "(" << call.arguments << ")\n";
+  std::cout << std::flush;
+}
+
 int run_ask(const maritaca::chat_model& model, const cli_options& o) {
   if (o.args.size() != 1)
     throw usage_error{"ask expects exactly one PROMPT"};
@@ -219,23 +322,36 @@ int run_ask(const maritaca::chat_model& model, const cli_options& o) {
       return report(result.error());
     if (o.json)
       std::cout << '\n' << to_json(*result);
-    std::cout << std::endl;
+    if (o.json || !result->content().empty() || result->tool_calls().empty())
+      std::cout << std::endl;
+    if (!o.json && !result->tool_calls().empty())
+      print_tool_calls(*result);
+    // The JSON went out as it came; say whether it fits.
+    if (wants_json(o) && result->tool_calls().empty())
+      if (auto checked = check_json(*result, o); !checked)
+        return report(checked.error());
     return 0;
   }
   auto result = model.invoke(std::move(in));
   if (!result)
     return report(result.error());
+  std::string json_text;
+  if (wants_json(o) && result->tool_calls().empty()) {
+    auto checked = check_json(*result, o);
+    if (!checked)
+      return report(checked.error());
+    json_text = std::move(*checked);
+  }
   if (o.json) {
     std::cout << to_json(*result) << std::endl;
     return 0;
   }
-  if (!result->tool_calls().empty()) {
-    for (auto& call : result->tool_calls())
-      std::cout << call.name << "(" << call.arguments << ")\n";
-    std::cout << std::flush;
-  } else {
+  if (!result->tool_calls().empty())
+    print_tool_calls(*result);
+  else if (wants_json(o))
+    std::cout << json_text << std::endl;
+  else
     std::cout << result->content() << std::endl;
-  }
   return 0;
 }
 

@@ -9,6 +9,12 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace maritaca;
 using namespace std::chrono_literals;
@@ -308,4 +314,86 @@ TEST_CASE("OpenAI-style tools arrays parse into specs") {
       message(R"([{"name":"x","parameters":3}])").find("tools[0].parameters") !=
       std::string::npos);
   CHECK(message("[").find("not valid JSON") != std::string::npos);
+}
+
+namespace {
+
+/// Runs `maritaca ARGS` (stderr into stdout); returns the exit status.
+int run_cli(const std::string& args, std::string& out) {
+  out.clear();
+  auto cmd = test::bin_path("maritaca") + " " + args + " 2>&1";
+  auto* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char buf[4096];
+  while (auto n = fread(buf, 1, sizeof(buf), pipe))
+    out.append(buf, n);
+  auto status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream{path} << text;
+}
+
+} // namespace
+
+TEST_CASE("the CLI offers tools and checks structured output") {
+  if (access(test::bin_path("maritaca").c_str(), X_OK) != 0) {
+    WARN("maritaca not built; skipped");
+    return;
+  }
+  test::sim_process sim;
+  char dir_template[] = "/tmp/maritaca-tools-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  write_file(dir + "/tools.json", R"([
+    {"type": "function", "function": {"name": "get_weather",
+     "description": "Tells the weather of a city",
+     "parameters": {"type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"]}}},
+    {"type": "function", "function": {"name": "local_time",
+     "description": "Tells the local time of a city",
+     "parameters": {"type": "object",
+                    "properties": {"city": {"type": "string"}}}}}])");
+  write_file(dir + "/schema.json",
+             R"({"type": "object", "required": ["answer", "n"],
+                 "properties": {"answer": {"type": "string"},
+                                "n": {"type": "integer"}}})");
+  write_file(dir + "/bad.json", "[1]");
+  auto ask = "ask --base-url " + sim.base_url() + " ";
+  auto tools = "--tools " + dir + "/tools.json ";
+  std::string out;
+  CHECK(run_cli(ask + tools +
+                    "'What is the weather and the local time in "
+                    "Tokyo?'",
+                out) == 0);
+  CHECK(out == "get_weather({\"city\":\"Tokyo\"})\n"
+               "local_time({\"city\":\"Tokyo\"})\n");
+  CHECK(run_cli(ask + tools + "--json 'What is the weather in Tokyo?'", out) ==
+        0);
+  CHECK(out.find(R"("tool_calls":[{"id":"call_)") != std::string::npos);
+  CHECK(out.find(R"("finish_reason":"tool_calls")") != std::string::npos);
+  CHECK(run_cli(ask + tools + "--stream 'What is the weather in Tokyo?'",
+                out) == 0);
+  CHECK(out == "get_weather({\"city\":\"Tokyo\"})\n");
+  CHECK(run_cli(ask + tools + "--tool-choice none 'Weather in Tokyo?'", out) ==
+        0);
+  CHECK(out.find("get_weather(") == std::string::npos);
+  CHECK(run_cli(ask + tools + "--tool-choice local_time Hello", out) == 0);
+  CHECK(out.rfind("local_time(", 0) == 0);
+  CHECK(run_cli(ask + "--response-format json 'What is 2+2?'", out) == 0);
+  CHECK(out == "{\"answer\":\"2 + 2 = 4.\"}\n");
+  auto schema = "--schema " + dir + "/schema.json ";
+  CHECK(run_cli(ask + schema + "'What is 2+2?'", out) == 0);
+  CHECK(out == "{\"answer\":\"2 + 2 = 4.\",\"n\":2}\n");
+  // An answer cut short does not fit: exit 1 with the reason.
+  CHECK(run_cli(ask + schema + "--max-tokens 2 'What is 2+2?'", out) == 1);
+  CHECK(out.find("protocol_error: $: not valid JSON") != std::string::npos);
+  // Bad files and choices are usage errors.
+  CHECK(run_cli(ask + "--schema " + dir + "/bad.json x", out) == 2);
+  CHECK(out.find("schema: expected a JSON object") != std::string::npos);
+  CHECK(run_cli(ask + "--tools " + dir + "/bad.json x", out) == 2);
+  CHECK(run_cli(ask + "--tool-choice 'no such' x", out) == 2);
+  CHECK(run_cli(ask + "--response-format xml x", out) == 2);
+  std::filesystem::remove_all(dir);
 }
