@@ -326,7 +326,7 @@ struct fixture {
         {"--token", token, "--token", token2, "--max-retries", "0",
          "--max-concurrency", "4", "--forward-header", "x-sim-fault",
          "--forward-header", "x-sim-token-delay-ms", "--forward-header",
-         "x-sim-chunks", "--access-log", "--verbose"},
+         "x-sim-chunks", "--access-log", "--verbose", "--threads", "2"},
         log};
   }
 

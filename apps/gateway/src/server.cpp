@@ -159,8 +159,12 @@ struct http_server::impl {
   std::mutex mtx;
   std::list<std::weak_ptr<connection>> live;
   net::io_context ioc;
+  /// The acceptor and its backoff timer share a strand (several threads
+  /// may run the io_context).
+  net::strand<net::io_context::executor_type> accept_strand{
+      net::make_strand(ioc)};
   std::optional<tcp::acceptor> acceptor;
-  net::steady_timer accept_backoff{ioc};
+  net::steady_timer accept_backoff{accept_strand};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::string url;
@@ -735,7 +739,7 @@ std::string http_server::start() {
     throw std::runtime_error("cannot resolve " + opts.host + ": " +
                              ec.message());
   auto endpoint = results.begin()->endpoint();
-  d.acceptor.emplace(d.ioc);
+  d.acceptor.emplace(d.accept_strand);
   d.acceptor->open(endpoint.protocol(), ec);
   if (!ec) d.acceptor->set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) d.acceptor->bind(endpoint, ec);
@@ -782,7 +786,7 @@ void http_server::stop() {
   if (d.stopped) return;
   d.stopped = true;
   if (d.started) {
-    net::post(d.ioc, [&d] {
+    net::post(d.accept_strand, [&d] {
       beast::error_code ec;
       d.acceptor->close(ec);
       d.accept_backoff.cancel();
