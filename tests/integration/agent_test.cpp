@@ -304,11 +304,28 @@ TEST_CASE("the agent actor from another actor, runs queued in a session") {
   auto fr = f.get();
   REQUIRE(fr);
   CHECK(fr->answer.content() == "The result is: 22°C and sunny in Vitória");
+  // A long-lived agent actor without a session runs requests at once.
+  caf::scoped_actor self{ts.sys};
+  auto free_agent = spawn_agent(model, {weather_tool(m, 300ms)});
+  auto start = std::chrono::steady_clock::now();
+  auto q1 = self->request(free_agent, 60s, agent_atom::value,
+                          input{"What is the weather in Recife?"});
+  auto q2 = self->request(free_agent, 60s, agent_atom::value,
+                          input{"What is the weather in Olinda?"});
+  std::vector<std::string> free_answers;
+  for (auto* h : {&q1, &q2})
+    h->receive(
+        [&](agent_result& r) { free_answers.push_back(r.answer.content()); },
+        [&](caf::error& err) { FAIL(describe(err)); });
+  CHECK(std::chrono::steady_clock::now() - start < 590ms);
+  CHECK(free_answers ==
+        std::vector<std::string>{"The result is: 22°C and sunny in Recife",
+                                 "The result is: 22°C and sunny in Olinda"});
+  self->send_exit(free_agent, caf::exit_reason::user_shutdown);
   // A long-lived agent actor in a session: two runs sent at once do not
   // interleave their exchanges.
   auto s = spawn_session(model);
   auto agent_handle = spawn_agent(s, model, {weather_tool(m, 50ms)});
-  caf::scoped_actor self{ts.sys};
   auto h1 = self->request(agent_handle, 60s, agent_atom::value,
                           input{"What is the weather in Belo Horizonte?"});
   auto h2 = self->request(agent_handle, 60s, agent_atom::value,
