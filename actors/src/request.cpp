@@ -316,38 +316,56 @@ void on_probe_ack(request_self* self, const caf::actor& who, uint64_t upto) {
   release_acks(self);
 }
 
-/// Sends one chunk to every subscriber. A probe goes as a request: its
-/// answer proves that the subscriber processed every chunk up to it.
+/// Sends one chunk to every subscriber (the last one gets `x` itself, the
+/// others a copy). A probe goes as a request: its answer proves that the
+/// subscriber processed every chunk up to it.
 void send_chunk(request_self* self, chat_chunk&& x, bool probe) {
   auto& st = self->state;
   x.request_id = st.job.ask.id;
   x.seq = st.sent++;
+  auto n = st.subscribers.size();
   if (!probe) {
-    for (auto& s : st.subscribers)
-      self->send(s.handle, x);
+    for (size_t i = 0; i < n; ++i) {
+      auto& who = st.subscribers[i].handle;
+      if (i + 1 < n)
+        self->send(who, x);
+      else
+        self->send(who, std::move(x));
+    }
     return;
   }
   st.last_probe = st.sent;
   auto upto = st.sent;
-  for (auto& s : st.subscribers) {
-    auto who = s.handle;
-    self->request(who, caf::infinite, x)
-      .then([=]() { on_probe_ack(self, who, upto); },
-            [=](caf::error&) {
-              // A subscriber that cannot answer counts as gone.
-              on_probe_ack(self, who, upto);
-            });
+  for (size_t i = 0; i < n; ++i) {
+    auto who = st.subscribers[i].handle;
+    auto on_ack = [=]() { on_probe_ack(self, who, upto); };
+    // A subscriber that cannot answer counts as gone.
+    auto on_error = [=](caf::error&) { on_probe_ack(self, who, upto); };
+    if (i + 1 < n)
+      self->request(who, caf::infinite, x).then(on_ack, on_error);
+    else
+      self->request(who, caf::infinite, std::move(x)).then(on_ack, on_error);
   }
 }
 
-void forward_chunks(request_self* self,
-                    std::vector<completion_chunk>& batch) {
+/// Sends the chunks of one transport batch to the subscribers, one message
+/// each, and acknowledges the batch while there is credit.
+void forward_chunks(request_self* self, std::vector<completion_chunk>& batch) {
   auto& st = self->state;
   auto window = std::max<uint64_t>(st.job.ask.options.stream_window, 1);
   auto probe_every = std::max<uint64_t>(window / 4, 1);
-  // Flatten the batch into subscriber chunks first, so that the last one is
-  // known (it becomes a probe when credit runs out).
-  std::vector<chat_chunk> out;
+  // The last chunk of the batch becomes a probe when credit runs out: count
+  // first, then send without an intermediate copy.
+  size_t total = 0;
+  for (auto& c : batch)
+    total += c.choices.size() + (c.usage ? 1 : 0);
+  size_t done = 0;
+  auto emit = [&](chat_chunk&& x) {
+    auto last = ++done == total;
+    auto probe = st.sent + 1 - st.last_probe >= probe_every ||
+                 (last && outstanding(self) + 1 >= window);
+    send_chunk(self, std::move(x), probe);
+  };
   for (auto& c : batch) {
     st.aggregate.add(c);
     for (auto& ch : c.choices) {
@@ -356,19 +374,13 @@ void forward_chunks(request_self* self,
       x.content = std::move(ch.content);
       x.tool_calls = std::move(ch.tool_calls);
       x.finish_reason = std::move(ch.finish_reason);
-      out.push_back(std::move(x));
+      emit(std::move(x));
     }
     if (c.usage) {
       chat_chunk x;
       x.usage = c.usage;
-      out.push_back(std::move(x));
+      emit(std::move(x));
     }
-  }
-  for (size_t i = 0; i < out.size(); ++i) {
-    auto last = i + 1 == out.size();
-    auto probe = st.sent + 1 - st.last_probe >= probe_every
-                 || (last && outstanding(self) + 1 >= window);
-    send_chunk(self, std::move(out[i]), probe);
   }
   ++st.held_acks;
   release_acks(self);
