@@ -61,6 +61,10 @@ options:
   --ca-file F               extra trusted CA certificates (PEM)
   --count N                 (sessions) sessions to spawn (default 100000)
   --scheduler-threads T     CAF scheduler threads (default: CAF's)
+  --scheduler-policy P      CAF scheduler: stealing (CAF's default) or
+                            sharing
+  --relaxed-sleep-us U      work stealing: idle workers sleep U us (CAF's
+                            defaults: 50 us moderate, 10 ms relaxed)
   --io-threads T            HTTP client I/O threads (default 1)
   -h, --help                this text
 )";
@@ -79,6 +83,8 @@ struct options {
   std::optional<int64_t> chunks;
   std::size_t count = 100'000;
   std::size_t scheduler_threads = 0;
+  std::string scheduler_policy;
+  std::optional<std::size_t> relaxed_sleep_us;
   std::size_t io_threads = 1;
 };
 
@@ -118,6 +124,12 @@ options parse(int argc, char** argv) {
       o.count = parse_count(a, value());
     } else if (a == "--scheduler-threads") {
       o.scheduler_threads = parse_count(a, value());
+    } else if (a == "--scheduler-policy") {
+      o.scheduler_policy = value();
+      if (o.scheduler_policy != "stealing" && o.scheduler_policy != "sharing")
+        throw usage_error{"--scheduler-policy is stealing or sharing"};
+    } else if (a == "--relaxed-sleep-us") {
+      o.relaxed_sleep_us = parse_count(a, value());
     } else if (a == "--io-threads") {
       o.io_threads = parse_count(a, value());
     } else if (!a.empty() && a[0] == '-') {
@@ -133,20 +145,43 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-/// The actor system of a run (CAF's system keeps a reference to its
-/// configuration: both live here).
+/// The model of a run. By default it is what `chat_model{cfg}` gives users:
+/// a model with its own actor system (the library's defaults). Scheduler
+/// flags make a system of ours instead (CAF's system keeps a reference to
+/// its configuration: both live here).
 struct runtime {
-  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system_config> sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
+  std::optional<maritaca::chat_model> model;
 
-  explicit runtime(const options& o) {
-    maritaca::configure(cfg);
+  runtime(const options& o, maritaca::model_config cfg) {
+    if (o.scheduler_threads == 0 && o.scheduler_policy.empty() &&
+        !o.relaxed_sleep_us) {
+      model.emplace(std::move(cfg));
+      return;
+    }
+    sys_cfg = std::make_unique<caf::actor_system_config>();
+    maritaca::configure(*sys_cfg);
     if (o.scheduler_threads > 0)
-      cfg.set("scheduler.max-threads", o.scheduler_threads);
-    sys = std::make_unique<caf::actor_system>(cfg);
+      sys_cfg->set("scheduler.max-threads", o.scheduler_threads);
+    if (!o.scheduler_policy.empty())
+      sys_cfg->set("scheduler.policy", o.scheduler_policy == "sharing"
+                                           ? caf::atom("sharing")
+                                           : caf::atom("stealing"));
+    if (o.relaxed_sleep_us) {
+      auto d = caf::timespan{std::chrono::microseconds{*o.relaxed_sleep_us}};
+      sys_cfg->set("work-stealing.relaxed-sleep-duration", d);
+      sys_cfg->set("work-stealing.moderate-sleep-duration", d);
+    }
+    sys = std::make_unique<caf::actor_system>(*sys_cfg);
+    model.emplace(*sys, std::move(cfg));
   }
 
-  caf::actor_system& operator*() { return *sys; }
+  ~runtime() {
+    // The model (and its own system, if any) goes first.
+    model.reset();
+    sys.reset();
+  }
 };
 
 /// The model settings of a run: no retries (a failure is a failure), the
@@ -246,9 +281,9 @@ phase_result run_invoke(const maritaca::chat_model& model, std::size_t total,
 
 int cmd_invoke(const options& o) {
   if (o.base_url.empty()) throw usage_error{"invoke needs --base-url"};
-  runtime sys{o};
+  runtime rt{o, make_config(o)};
   {
-    maritaca::chat_model model{*sys, make_config(o)};
+    auto& model = *rt.model;
     auto warmup = o.warmup.value_or(std::min(o.requests, 4 * o.concurrency));
     if (warmup > 0) {
       auto w = run_invoke(model, warmup, o.concurrency);
@@ -370,9 +405,9 @@ phase_result run_stream(const maritaca::chat_model& model, std::size_t total,
 
 int cmd_stream(const options& o) {
   if (o.base_url.empty()) throw usage_error{"stream needs --base-url"};
-  runtime sys{o};
+  runtime rt{o, make_config(o)};
   {
-    maritaca::chat_model model{*sys, make_config(o)};
+    auto& model = *rt.model;
     auto warmup = o.warmup.value_or(std::min(o.requests, 4 * o.concurrency));
     if (warmup > 0) {
       auto w = run_stream(model, warmup, o.concurrency);
@@ -418,13 +453,13 @@ long long rss_bytes() {
 
 int cmd_sessions(const options& o) {
   if (o.count == 0) throw usage_error{"--count must be at least 1"};
-  runtime sys{o};
+  // Never asks: the URL is not contacted.
+  auto cfg = make_config(o);
+  if (cfg.base_url.empty()) cfg.base_url = "http://127.0.0.1:9/api";
+  runtime rt{o, cfg};
   {
-    // Never asks: the URL is not contacted.
-    auto cfg = make_config(o);
-    if (cfg.base_url.empty()) cfg.base_url = "http://127.0.0.1:9/api";
-    maritaca::chat_model model{*sys, cfg};
-    caf::scoped_actor self{*sys};
+    auto& model = *rt.model;
+    caf::scoped_actor self{model.system()};
     // Wait until every session ran its initialization and is idle.
     auto settle = [&](const std::vector<maritaca::session_actor>& xs) {
       using handle = decltype(self->request(xs.front(), caf::infinite,
@@ -480,9 +515,9 @@ int cmd_admit(options o) {
   // once (no retries) and frees its slot. Measures the actor path around
   // the wire: dispatcher, request actor, transport, error reply.
   if (o.base_url.empty()) o.base_url = "http://127.0.0.1:9/api";
-  runtime sys{o};
+  runtime rt{o, make_config(o)};
   {
-    maritaca::chat_model model{*sys, make_config(o)};
+    auto& model = *rt.model;
     auto r = run_invoke(model, o.requests, o.concurrency);
     std::printf("asks/s: %.0f\n",
                 static_cast<double>(o.requests) / seconds(r.elapsed));
