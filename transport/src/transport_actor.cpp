@@ -134,8 +134,13 @@ public:
   }
 
   void on_head(const response_head& head) override {
-    head_ = head;
     ok_ = head.status >= 200 && head.status < 300;
+    head_.status = head.status;
+    // Only error answers (retry hints) and raw calls read the fields.
+    if (!ok_ || what_ == expect::raw)
+      head_.fields = head.fields;
+    else
+      head_.fields.clear();
   }
 
   bool on_data(std::string_view bytes) override {
