@@ -138,7 +138,9 @@ void admit(dispatcher_self* self, pending&& p, double estimate) {
   job.ask = std::move(p.ask);
   job.where = st.where;
   job.wire = st.wire;
-  job.owner = self;
+  // Only a token budget needs the usage back (one message less per ask).
+  if (!st.tokens.unlimited())
+    job.owner = self;
   auto id = job.ask.id;
   auto worker = spawn_request(self->system(), std::move(job));
   // Linked: when the dispatcher goes, running requests cancel and reply.
