@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,7 +33,9 @@ child_process::child_process(std::vector<std::string> argv,
   if (pid_ < 0)
     throw std::runtime_error("fork failed");
   if (pid_ == 0) {
-    // Child: stdout into the pipe, stderr stays the test's stderr.
+    // Child: dies with the test (even when the test is killed), stdout into
+    // the pipe, stderr stays the test's stderr.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(fds[1], STDOUT_FILENO);
     close(fds[0]);
     close(fds[1]);
