@@ -324,12 +324,15 @@ agent::result_type agent::run(input in) const {
 std::future<agent::result_type> agent::arun(input in) const {
   auto prom = std::make_shared<std::promise<result_type>>();
   auto fut = prom->get_future();
+  // Arguments rather than captures: see `spawn_tool_worker`.
   model_.system().spawn(
-      [prom, copy = *this, in = std::move(in)](caf::event_based_actor* self) {
-        copy.arun(self, in).then(
-            [prom](agent_result& r) { prom->set_value(std::move(r)); },
-            [prom](caf::error& err) { prom->set_value(std::move(err)); });
-      });
+      [](caf::event_based_actor* self, decltype(prom) prom, agent copy,
+         input in) {
+        copy.arun(self, std::move(in))
+            .then([prom](agent_result& r) { prom->set_value(std::move(r)); },
+                  [prom](caf::error& err) { prom->set_value(std::move(err)); });
+      },
+      prom, *this, std::move(in));
   return fut;
 }
 

@@ -468,12 +468,17 @@ chain::result_type chain::invoke(const variables& vars) const {
 std::future<chain::result_type> chain::ainvoke(variables vars) const {
   auto prom = std::make_shared<std::promise<result_type>>();
   auto fut = prom->get_future();
-  models_.front().system().spawn([prom, copy = *this, vars = std::move(vars)](
-                                     caf::event_based_actor* self) {
-    copy.ainvoke(self, vars)
-        .then([prom](chain_output& out) { prom->set_value(std::move(out)); },
-              [prom](caf::error& err) { prom->set_value(std::move(err)); });
-  });
+  // Arguments rather than captures: CAF 0.17 dereferences a null argument
+  // tuple for argument-less spawns (UBSan flags it).
+  models_.front().system().spawn(
+      [](caf::event_based_actor* self, decltype(prom) prom, chain copy,
+         variables vars) {
+        copy.ainvoke(self, std::move(vars))
+            .then(
+                [prom](chain_output& out) { prom->set_value(std::move(out)); },
+                [prom](caf::error& err) { prom->set_value(std::move(err)); });
+      },
+      prom, *this, std::move(vars));
   return fut;
 }
 
@@ -632,11 +637,15 @@ parallel_chain::ainvoke(variables vars) const {
     return fut;
   }
   auto& sys = branches_.begin()->second.models().front().system();
-  sys.spawn([prom, copy = *this,
-             vars = std::move(vars)](caf::event_based_actor* self) {
-    copy.ainvoke(self, vars,
-                 [prom](result_type rs) { prom->set_value(std::move(rs)); });
-  });
+  // Arguments rather than captures: see `chain::ainvoke`.
+  sys.spawn(
+      [](caf::event_based_actor* self, decltype(prom) prom, parallel_chain copy,
+         variables vars) {
+        copy.ainvoke(self, std::move(vars), [prom](result_type rs) {
+          prom->set_value(std::move(rs));
+        });
+      },
+      prom, *this, std::move(vars));
   return fut;
 }
 

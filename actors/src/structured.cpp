@@ -538,12 +538,16 @@ structured_model::ainvoke(input in) const {
     prom->set_value(schema_->error());
     return fut;
   }
-  // A small actor per future, as `chat_model::ainvoke` does.
+  // A small actor per future, as `chat_model::ainvoke` does. Arguments
+  // rather than captures: CAF 0.17 dereferences a null argument tuple for
+  // argument-less spawns (UBSan flags it).
   model_.system().spawn(
-      [prom, copy = *this, in = std::move(in)](caf::event_based_actor* self) {
-        copy.ainvoke(self, in,
+      [](caf::event_based_actor* self, decltype(prom) prom,
+         structured_model copy, input in) {
+        copy.ainvoke(self, std::move(in),
                      [prom](result_type r) { prom->set_value(std::move(r)); });
-      });
+      },
+      prom, *this, std::move(in));
   return fut;
 }
 

@@ -208,8 +208,10 @@ chat_model::result_type invoke_with_tools(const chat_model& model, input in,
 }
 
 caf::actor spawn_tool_worker(caf::actor_system& sys, tool_function fn) {
+  // The function goes in as a spawn argument: CAF 0.17 dereferences a null
+  // argument tuple for argument-less spawns (UBSan flags it).
   return sys.spawn<caf::detached>(
-      [fn = std::move(fn)](caf::event_based_actor* self) -> caf::behavior {
+      [](caf::event_based_actor* self, tool_function fn) -> caf::behavior {
         return {
             [=](tool_call_atom, const std::string& args) {
               auto rp = self->make_response_promise<std::string>();
@@ -231,7 +233,8 @@ caf::actor spawn_tool_worker(caf::actor_system& sys, tool_function fn) {
               return rp;
             },
         };
-      });
+      },
+      std::move(fn));
 }
 
 caf::expected<std::string> run_tool(caf::actor_system& sys, const tool& t,

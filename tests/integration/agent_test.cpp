@@ -5,6 +5,7 @@
 #include "maritaca/agent.hpp"
 
 #include "support/actors.hpp"
+#include "support/spawn.hpp"
 
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
@@ -175,11 +176,12 @@ TEST_CASE("a failing tool's error goes back to the model as its result") {
   CHECK(thrown->content().find("error: the tool threw: sensor offline") !=
         std::string::npos);
   // An actor tool that never answers times out; the run goes on.
-  auto silent = ts.sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
-    return {[=](tool_call_atom, const std::string&) {
-      return self->make_response_promise<std::string>();
-    }};
-  });
+  auto silent =
+      test::spawn_fn(ts.sys, [](caf::event_based_actor* self) -> caf::behavior {
+        return {[=](tool_call_atom, const std::string&) {
+          return self->make_response_promise<std::string>();
+        }};
+      });
   agent_config cfg;
   cfg.tool_timeout = 200ms;
   auto late = run_agent(model,
@@ -211,11 +213,12 @@ TEST_CASE("actor tools answer (tool_call_atom, arguments)") {
   test::sim_process sim;
   test::test_system ts;
   chat_model model{ts.sys, sim_config(sim)};
-  auto station = ts.sys.spawn([]() -> caf::behavior {
-    return {[](tool_call_atom, const std::string& args) {
-      return "rain in " + city_of(args);
-    }};
-  });
+  auto station =
+      test::spawn_fn(ts.sys, [](caf::event_based_actor*) -> caf::behavior {
+        return {[](tool_call_atom, const std::string& args) {
+          return "rain in " + city_of(args);
+        }};
+      });
   auto r = run_agent(model,
                      {make_tool("get_weather", "Tells the weather of a city",
                                 city_params, station)},
@@ -290,7 +293,7 @@ TEST_CASE("the agent actor from another actor, runs queued in a session") {
   // From an actor: arun(self, input).then(...).
   std::promise<std::string> answer;
   agent a{model, {weather_tool(m)}};
-  ts.sys.spawn([&](caf::event_based_actor* self) {
+  test::spawn_fn(ts.sys, [&](caf::event_based_actor* self) {
     a.arun(self, "What is the weather in Fortaleza?")
         .then([&](agent_result& r) { answer.set_value(r.answer.content()); },
               [&](caf::error& err) { answer.set_value(describe(err)); });

@@ -5,6 +5,7 @@
 #include "maritaca/chain.hpp"
 
 #include "support/actors.hpp"
+#include "support/spawn.hpp"
 
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
@@ -277,7 +278,7 @@ TEST_CASE("chains from actors and futures, and batch") {
   chat_model model{ts.sys, sim_config(sim)};
   auto c = capital_prompt() | model;
   std::promise<std::string> answer;
-  ts.sys.spawn([&](caf::event_based_actor* self) {
+  test::spawn_fn(ts.sys, [&](caf::event_based_actor* self) {
     c.ainvoke(self, {{"country", "Argentina"}})
         .then([&](chain_output& out) { answer.set_value(out.text); },
               [&](caf::error& err) { answer.set_value(describe(err)); });
@@ -293,9 +294,9 @@ TEST_CASE("chains from actors and futures, and batch") {
   };
   auto s = std::make_shared<seen>();
   std::promise<std::string> streamed;
-  ts.sys.spawn([&, s](caf::event_based_actor* self) {
-    auto sub =
-        self->spawn([s](caf::event_based_actor* sub_self) -> caf::behavior {
+  test::spawn_fn(ts.sys, [&, s](caf::event_based_actor* self) {
+    auto sub = test::spawn_fn(
+        self, [s](caf::event_based_actor* sub_self) -> caf::behavior {
           return {
               [s](const chat_chunk& x) {
                 ++s->chunks;

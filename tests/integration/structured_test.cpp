@@ -5,6 +5,7 @@
 #include "maritaca/structured.hpp"
 
 #include "support/actors.hpp"
+#include "support/spawn.hpp"
 
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
@@ -115,7 +116,7 @@ TEST_CASE("structured output from futures and actors") {
   REQUIRE(doc);
   CHECK(doc->get_string("/answer") == "The capital of Japan is Tokyo.");
   std::promise<std::string> from_actor;
-  ts.sys.spawn([&](caf::event_based_actor* self) {
+  test::spawn_fn(ts.sys, [&](caf::event_based_actor* self) {
     structured.ainvoke(self, "What is the capital of Italy?",
                        [&](structured_model::result_type r) {
                          from_actor.set_value(

@@ -4,6 +4,7 @@
 #include "maritaca/tools.hpp"
 
 #include "support/actors.hpp"
+#include "support/spawn.hpp"
 
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
@@ -109,22 +110,23 @@ TEST_CASE("a subscriber actor sees tool-call deltas of a streamed ask") {
   };
   auto s = std::make_shared<seen>();
   std::promise<void> done;
-  auto sub = ts.sys.spawn([s, &done](caf::event_based_actor*) -> caf::behavior {
-    return {
-        [s](const chat_chunk& x) {
-          for (auto& d : x.tool_calls) {
-            ++s->deltas;
-            s->arguments += d.arguments;
-          }
-        },
-        [s, &done](const stream_done& x) {
-          if (!x.message.tool_calls().empty())
-            s->final_arguments = x.message.tool_calls()[0].arguments;
-          done.set_value();
-        },
-        [&done](const stream_failed&) { done.set_value(); },
-    };
-  });
+  auto sub = test::spawn_fn(
+      ts.sys, [s, &done](caf::event_based_actor*) -> caf::behavior {
+        return {
+            [s](const chat_chunk& x) {
+              for (auto& d : x.tool_calls) {
+                ++s->deltas;
+                s->arguments += d.arguments;
+              }
+            },
+            [s, &done](const stream_done& x) {
+              if (!x.message.tool_calls().empty())
+                s->final_arguments = x.message.tool_calls()[0].arguments;
+              done.set_value();
+            },
+            [&done](const stream_failed&) { done.set_value(); },
+        };
+      });
   with_tools.astream(sub, "What is the weather in Porto Alegre?");
   REQUIRE(done.get_future().wait_for(30s) == std::future_status::ready);
   CHECK(s->deltas > 1);
@@ -260,20 +262,23 @@ TEST_CASE("run_tool calls functions and actors, bounded in time") {
   REQUIRE_FALSE(thrown);
   CHECK(tool_error_text(thrown.error()).find("boom") != std::string::npos);
   // An actor tool, and one that never answers.
-  auto echo = ts.sys.spawn([]() -> caf::behavior {
-    return {
-        [](tool_call_atom, const std::string& args) { return "echo " + args; }};
-  });
+  auto echo =
+      test::spawn_fn(ts.sys, [](caf::event_based_actor*) -> caf::behavior {
+        return {[](tool_call_atom, const std::string& args) {
+          return "echo " + args;
+        }};
+      });
   auto by_actor = run_tool(
       ts.sys, make_tool("get_weather", "", weather_params, echo), call, 5s);
   REQUIRE(by_actor);
   CHECK(*by_actor == R"(echo {"city":"Natal"})");
-  auto silent = ts.sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
-    return {[=](tool_call_atom, const std::string&) {
-      // Takes the promise and never keeps it.
-      return self->make_response_promise<std::string>();
-    }};
-  });
+  auto silent =
+      test::spawn_fn(ts.sys, [](caf::event_based_actor* self) -> caf::behavior {
+        return {[=](tool_call_atom, const std::string&) {
+          // Takes the promise and never keeps it.
+          return self->make_response_promise<std::string>();
+        }};
+      });
   auto start = std::chrono::steady_clock::now();
   auto late =
       run_tool(ts.sys, make_tool("get_weather", "", weather_params, silent),

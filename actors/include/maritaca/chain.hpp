@@ -292,12 +292,17 @@ public:
     using pointer = const chat_chunk*;
     using reference = const chat_chunk&;
 
+    /// The end iterator.
     iterator() = default;
+    /// An iterator at the next chunk of `s`.
     explicit iterator(chain_stream* s) : stream_(s) { ++*this; }
 
+    /// The current chunk.
     reference operator*() const { return current_; }
+    /// The current chunk.
     pointer operator->() const { return &current_; }
 
+    /// Waits for the next chunk.
     iterator& operator++() {
       if (auto x = stream_->next())
         current_ = std::move(*x);
@@ -306,8 +311,10 @@ public:
       return *this;
     }
 
+    /// Waits for the next chunk.
     void operator++(int) { ++*this; }
 
+    /// Equal when both are at the end (or at the same stream).
     friend bool operator==(const iterator& x, const iterator& y) {
       return x.stream_ == y.stream_;
     }
@@ -317,8 +324,13 @@ public:
     chat_chunk current_;
   };
 
+  /// Takes over a stream.
   chain_stream(chain_stream&&) noexcept;
+
+  /// Takes over a stream.
   chain_stream& operator=(chain_stream&&) noexcept;
+
+  /// Ends the run when it has not ended yet (its ask is cancelled).
   ~chain_stream();
 
   /// Waits for the next chunk; `nullopt` once the stream ended.
@@ -330,7 +342,10 @@ public:
   /// The run's id (the `request_id` of its chunks).
   uint64_t id() const noexcept { return id_; }
 
+  /// Starts iterating (waits for the first chunk).
   iterator begin() { return iterator{this}; }
+
+  /// The end.
   iterator end() { return iterator{}; }
 
 private:
