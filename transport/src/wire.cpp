@@ -30,6 +30,7 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <iterator>
@@ -414,6 +415,35 @@ size_t estimate_size(const chat_request& x) {
 using document = rj::GenericDocument<rj::UTF8<>, pool, pool>;
 using value = document::ValueType;
 
+/// Returns whether the JSON number `s` has a magnitude below 1 (decides
+/// between underflow and overflow when a conversion is out of range).
+bool below_one(std::string_view s) {
+  auto digits = [&](size_t& i) {
+    auto start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9')
+      ++i;
+    return s.substr(start, i - start);
+  };
+  size_t i = s.substr(0, 1) == "-" ? 1 : 0;
+  auto integral = digits(i);
+  std::string_view fraction;
+  if (i < s.size() && s[i] == '.') fraction = digits(++i);
+  int64_t exp = 0;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    bool minus = s[++i] == '-';
+    if (s[i] == '-' || s[i] == '+') ++i;
+    for (char c : digits(i))
+      exp = std::min<int64_t>(exp * 10 + (c - '0'), 1'000'000'000);
+    if (minus) exp = -exp;
+  }
+  // The decimal exponent of the first non-zero digit.
+  if (auto nz = integral.find_first_not_of('0'); nz != std::string_view::npos)
+    return static_cast<int64_t>(integral.size() - nz - 1) + exp < 0;
+  auto nz = fraction.find_first_not_of('0');
+  return nz == std::string_view::npos ||
+         -static_cast<int64_t>(nz) - 1 + exp < 0;
+}
+
 /// Forwards SAX events to `Handler`, refusing nesting beyond `max_depth`
 /// (the recursive parser and our walks then stay shallow on any input).
 template <class Handler>
@@ -424,6 +454,8 @@ struct depth_limited {
   /// Whether to look for surrogates in strings (see `has_surrogate`).
   bool check_surrogates = true;
   bool surrogate = false;
+  /// A number beyond the range of double.
+  bool too_big = false;
 
   bool enter() {
     if (++depth <= max_depth) return true;
@@ -438,8 +470,34 @@ struct depth_limited {
   bool Int64(int64_t x) { return next.Int64(x); }
   bool Uint64(uint64_t x) { return next.Uint64(x); }
   bool Double(double x) { return next.Double(x); }
-  bool RawNumber(const char* s, rj::SizeType n, bool copy) {
-    return next.RawNumber(s, n, copy);
+  /// Numbers arrive as text (see `parse_flags`) and are converted here by
+  /// std::from_chars, which rounds exactly and ignores the locale.
+  bool RawNumber(const char* s, rj::SizeType n, bool) {
+    auto end = s + n;
+    if (std::none_of(s, end,
+                     [](char c) { return c == '.' || c == 'e' || c == 'E'; })) {
+      int64_t i = 0;
+      if (auto r = std::from_chars(s, end, i);
+          r.ec == std::errc{} && r.ptr == end)
+        return next.Int64(i);
+      uint64_t u = 0;
+      if (auto r = std::from_chars(s, end, u);
+          r.ec == std::errc{} && r.ptr == end)
+        return next.Uint64(u);
+      // Beyond 64 bits: a double, as RapidJSON does.
+    }
+    double d = 0;
+    auto r = std::from_chars(s, end, d);
+    if (r.ec == std::errc::result_out_of_range) {
+      if (!below_one({s, n})) {
+        too_big = true;
+        return false;
+      }
+      d = *s == '-' ? -0.0 : 0.0; // underflow
+    } else if (r.ec != std::errc{} || r.ptr != end) {
+      return false; // not reached: the parser checked the syntax
+    }
+    return next.Double(d);
   }
   bool String(const char* s, rj::SizeType n, bool copy) {
     return checked(s, n) && next.String(s, n, copy);
@@ -514,10 +572,13 @@ private:
 };
 
 /// What every decoder asks of the parser: parse in place (strings are not
-/// copied) and read doubles exactly (so that 0.7 decodes to the double that
-/// encodes as 0.7). UTF-8 is checked beforehand, in one fast pass.
+/// copied) and hand numbers over as text, which `depth_limited` converts
+/// exactly (so that 0.7 decodes to the double that encodes as 0.7).
+/// RapidJSON 1.1.0's own exact conversion (kParseFullPrecisionFlag) misreads
+/// a zero with a large exponent: "0e71" became 1.2e52, after computing
+/// clz(0). UTF-8 is checked beforehand, in one fast pass.
 constexpr unsigned parse_flags =
-    rj::kParseInsituFlag | rj::kParseFullPrecisionFlag;
+    rj::kParseInsituFlag | rj::kParseNumbersAsStringsFlag;
 
 /// Parses `in` by SAX into `handler`, in place in `text` (a NUL-terminated
 /// copy of `in`), using `stack` for the parser's scratch memory. Rejects
@@ -541,6 +602,8 @@ failure sax_parse(std::string_view in, char* text, Handler& handler,
     auto at = result.Offset() + skipped;
     if (guard.too_deep)
       return syntax_failure(in, at, "nesting deeper than 128 levels.");
+    if (guard.too_big)
+      return syntax_failure(in, at, "Number too big to be stored in double.");
     if (guard.surrogate)
       return syntax_failure(in, at, "Unpaired UTF-16 surrogate escape.");
     return syntax_failure(in, at, rj::GetParseError_En(result.Code()));
