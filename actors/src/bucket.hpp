@@ -1,0 +1,62 @@
+#pragma once
+
+/// @file
+/// Internal: a token bucket refilled continuously, shared by the dispatcher
+/// (local rate limits) and the cluster limiter (global ones).
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+
+namespace maritaca::detail {
+
+/// A token bucket refilled continuously: `capacity` per minute.
+class bucket {
+public:
+  /// The clock of refills.
+  using clock_type = std::chrono::steady_clock;
+
+  /// A bucket of `capacity` per minute; 0 or less: unlimited.
+  explicit bucket(double capacity = 0) : capacity_(capacity), level_(capacity) {
+    last_ = clock_type::now();
+  }
+
+  /// Returns whether the bucket never limits.
+  bool unlimited() const noexcept { return capacity_ <= 0; }
+
+  /// Refills, then returns how long until `amount` is available (0: now).
+  std::chrono::milliseconds wait_for(double amount) {
+    if (unlimited()) return std::chrono::milliseconds{0};
+    refill();
+    // An ask larger than the whole bucket waits for a full bucket only.
+    amount = std::min(amount, capacity_);
+    if (level_ >= amount) return std::chrono::milliseconds{0};
+    auto per_ms = capacity_ / 60'000.0;
+    return std::chrono::milliseconds{
+        static_cast<int64_t>((amount - level_) / per_ms) + 1};
+  }
+
+  /// Takes `amount` (the level may go below zero).
+  void take(double amount) {
+    if (!unlimited()) level_ -= amount;
+  }
+
+  /// Returns `amount`, up to the capacity.
+  void give_back(double amount) {
+    if (!unlimited()) level_ = std::min(capacity_, level_ + amount);
+  }
+
+private:
+  void refill() {
+    auto now = clock_type::now();
+    auto ms = std::chrono::duration<double, std::milli>(now - last_).count();
+    last_ = now;
+    level_ = std::min(capacity_, level_ + ms * capacity_ / 60'000.0);
+  }
+
+  double capacity_;
+  double level_;
+  clock_type::time_point last_;
+};
+
+} // namespace maritaca::detail
