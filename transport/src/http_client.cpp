@@ -71,6 +71,11 @@ constexpr std::string_view default_user_agent = "maritaca-cpp/0.1";
 /// Bytes handed to the parser per body read.
 constexpr std::size_t body_piece_bytes = 16u * 1024;
 
+/// Capacity of a connection's read buffer. Beast reads at most the free
+/// capacity of a flat_buffer (at least 512 bytes), so an unreserved buffer
+/// reads the socket in 512-byte steps.
+constexpr std::size_t read_buffer_bytes = 64u * 1024;
+
 /// How long the destructor waits for running exchanges to wind down before
 /// stopping the io_context regardless.
 constexpr milliseconds shutdown_grace{2'000};
@@ -366,6 +371,7 @@ connection::connection(client_core& core, const exchange& ex)
     : core_(core), strand_(asio::make_strand(core.io())), host_(ex.url.host),
       port_(ex.url.port), origin_(ex.origin), resolver_(strand_),
       step_timer_(strand_), idle_timer_(strand_) {
+  buffer_.reserve(read_buffer_bytes);
   if (ex.url.scheme == "https")
     tls_.emplace(strand_, core.tls_context());
   else
