@@ -1,11 +1,14 @@
 #include "maritaca/chat_model.hpp"
 
+#include "maritaca/limiter.hpp"
+
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
 
 #include <atomic>
+#include <stdexcept>
 
 namespace maritaca {
 
@@ -13,7 +16,8 @@ void configure(caf::actor_system_config& cfg) {
   add_error_category(cfg);
 }
 
-// -- runtime --------------------------------------------------------------------
+// -- runtime
+// --------------------------------------------------------------------
 
 /// The actors behind a model and, when the model made it, the actor system.
 struct chat_model::runtime {
@@ -22,6 +26,9 @@ struct chat_model::runtime {
   caf::actor_system* sys = nullptr;
   transport::transport_actor wire;
   dispatcher_actor dispatcher;
+  /// The published cluster limiter (`limits.cluster.listen`), if any.
+  caf::actor limiter;
+  uint16_t cluster_port = 0;
   std::atomic<bool> down{false};
 
   void start(const model_config& cfg) {
@@ -30,19 +37,36 @@ struct chat_model::runtime {
     cc.ca_file = cfg.ca_file;
     cc.verify_peer = cfg.verify_peer;
     // The pool never needs more connections than requests on the wire.
-    cc.max_connections_per_origin = std::max<std::size_t>(
-      cfg.limits.max_concurrency, 1);
+    cc.max_connections_per_origin =
+        std::max<std::size_t>(cfg.limits.max_concurrency, 1);
     cc.max_idle_per_origin = cc.max_connections_per_origin;
+    auto& cl = cfg.limits.cluster;
+    if (!cl.listen.empty()) {
+      // This process holds the cluster's limiter; its own dispatcher uses
+      // it directly, the others over the network.
+      limiter_config lc;
+      lc.max_concurrency = cl.global_concurrency;
+      lc.requests_per_minute = cl.global_requests_per_minute;
+      lc.tokens_per_minute = cl.global_tokens_per_minute;
+      lc.lease_ttl = cl.lease_ttl;
+      limiter = spawn_limiter(*sys, lc);
+      auto port = publish_limiter(*sys, limiter, cl.listen);
+      if (!port) {
+        caf::anon_send_exit(limiter, caf::exit_reason::user_shutdown);
+        throw std::runtime_error("cannot publish the cluster limiter on " +
+                                 cl.listen + ": " + sys->render(port.error()));
+      }
+      cluster_port = *port;
+    }
     wire = transport::spawn_transport(*sys, cc);
     dispatcher = spawn_dispatcher(
-      *sys, wire, endpoint{cfg.base_url, cfg.api_key},
-      cfg.limits);
+        *sys, wire, endpoint{cfg.base_url, cfg.api_key}, cfg.limits, limiter);
   }
 
   void stop() {
-    if (down.exchange(true))
-      return;
+    if (down.exchange(true)) return;
     caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
+    if (limiter) caf::anon_send_exit(limiter, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(wire, caf::exit_reason::user_shutdown);
   }
 
@@ -57,20 +81,21 @@ chat_model::chat_model(model_config cfg) : config_(std::move(cfg)) {
   rt_ = std::make_shared<runtime>();
   rt_->own_cfg = std::make_unique<caf::actor_system_config>();
   configure(*rt_->own_cfg);
+  if (config_.limits.cluster.enabled()) configure_cluster(*rt_->own_cfg);
   rt_->own_sys = std::make_unique<caf::actor_system>(*rt_->own_cfg);
   rt_->sys = rt_->own_sys.get();
   rt_->start(config_);
 }
 
 chat_model::chat_model(caf::actor_system& sys, model_config cfg)
-  : config_(std::move(cfg)) {
+    : config_(std::move(cfg)) {
   rt_ = std::make_shared<runtime>();
   rt_->sys = &sys;
   rt_->start(config_);
 }
 
 chat_model::chat_model(std::shared_ptr<runtime> rt, model_config cfg)
-  : rt_(std::move(rt)), config_(std::move(cfg)) {
+    : rt_(std::move(rt)), config_(std::move(cfg)) {
   // nop
 }
 
@@ -102,11 +127,16 @@ caf::actor_system& chat_model::system() const {
   return *rt_->sys;
 }
 
+uint16_t chat_model::cluster_port() const noexcept {
+  return rt_->cluster_port;
+}
+
 void chat_model::shutdown() const {
   rt_->stop();
 }
 
-// -- building blocks ------------------------------------------------------------
+// -- building blocks
+// ------------------------------------------------------------
 
 chat_request chat_model::make_request(input in) const {
   chat_request req;
@@ -137,15 +167,16 @@ ask chat_model::make_ask(input in, std::vector<caf::actor> subscribers) const {
   return x;
 }
 
-// -- blocking -------------------------------------------------------------------
+// -- blocking
+// -------------------------------------------------------------------
 
 chat_model::result_type chat_model::invoke(input in) const {
   caf::scoped_actor self{system()};
   result_type result{make_error(errc::cancelled, "no answer")};
   self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
                 make_ask(std::move(in)))
-    .receive([&](ai_message& msg) { result = std::move(msg); },
-             [&](caf::error& err) { result = std::move(err); });
+      .receive([&](ai_message& msg) { result = std::move(msg); },
+               [&](caf::error& err) { result = std::move(err); });
   return result;
 }
 
@@ -158,7 +189,7 @@ chat_model::batch(std::vector<input> ins) const {
   results.reserve(ins.size());
   std::vector<decltype(self->request(dispatcher(), config_.ask_timeout,
                                      ask_atom::value, std::declval<ask>()))>
-    pending;
+      pending;
   pending.reserve(ins.size());
   for (auto& in : ins)
     pending.push_back(self->request(dispatcher(), config_.ask_timeout,
@@ -175,10 +206,10 @@ chat_model::batch(std::vector<input> ins) const {
 caf::expected<std::vector<model_info>> chat_model::models() const {
   caf::scoped_actor self{system()};
   caf::expected<std::vector<model_info>> result{
-    make_error(errc::cancelled, "no answer")};
+      make_error(errc::cancelled, "no answer")};
   self->request(dispatcher(), config_.ask_timeout, models_atom::value)
-    .receive([&](std::vector<model_info>& xs) { result = std::move(xs); },
-             [&](caf::error& err) { result = std::move(err); });
+      .receive([&](std::vector<model_info>& xs) { result = std::move(xs); },
+               [&](caf::error& err) { result = std::move(err); });
   return result;
 }
 
@@ -186,7 +217,8 @@ chunk_stream chat_model::stream(input in) const {
   return chunk_stream{*this, std::move(in)};
 }
 
-// -- asynchronous, plain code ---------------------------------------------------
+// -- asynchronous, plain code
+// ---------------------------------------------------
 
 std::future<chat_model::result_type> chat_model::ainvoke(input in) const {
   auto prom = std::make_shared<std::promise<result_type>>();
@@ -197,8 +229,8 @@ std::future<chat_model::result_type> chat_model::ainvoke(input in) const {
   system().spawn([prom, disp, timeout,
                   x = make_ask(std::move(in))](caf::event_based_actor* self) {
     self->request(disp, timeout, ask_atom::value, x)
-      .then([prom](ai_message& msg) { prom->set_value(std::move(msg)); },
-            [prom](caf::error& err) { prom->set_value(std::move(err)); });
+        .then([prom](ai_message& msg) { prom->set_value(std::move(msg)); },
+              [prom](caf::error& err) { prom->set_value(std::move(err)); });
   });
   return fut;
 }
@@ -221,15 +253,13 @@ void chat_model::abatch(caf::event_based_actor* self, std::vector<input> ins,
   }
   auto finish_one = [c](std::size_t i, result_type r) {
     c->results[i] = std::move(r);
-    if (--c->missing == 0)
-      c->done(std::move(c->results));
+    if (--c->missing == 0) c->done(std::move(c->results));
   };
   for (std::size_t i = 0; i < n; ++i)
-    self
-      ->request(dispatcher(), config_.ask_timeout, ask_atom::value,
-                make_ask(std::move(ins[i])))
-      .then([=](ai_message& msg) { finish_one(i, std::move(msg)); },
-            [=](caf::error& err) { finish_one(i, std::move(err)); });
+    self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+                  make_ask(std::move(ins[i])))
+        .then([=](ai_message& msg) { finish_one(i, std::move(msg)); },
+              [=](caf::error& err) { finish_one(i, std::move(err)); });
 }
 
 std::future<std::vector<chat_model::result_type>>
@@ -238,8 +268,8 @@ chat_model::abatch(std::vector<input> ins) const {
   auto prom = std::make_shared<std::promise<results>>();
   auto fut = prom->get_future();
   auto model = *this;
-  system().spawn([prom, model, ins = std::move(ins)](
-                   caf::event_based_actor* self) mutable {
+  system().spawn([prom, model,
+                  ins = std::move(ins)](caf::event_based_actor* self) mutable {
     model.abatch(self, std::move(ins),
                  [prom](results rs) { prom->set_value(std::move(rs)); });
   });
@@ -259,15 +289,14 @@ void chat_model::cancel(uint64_t id) const {
   caf::anon_send(dispatcher(), cancel_atom::value, id);
 }
 
-// -- chunk_stream ---------------------------------------------------------------
+// -- chunk_stream
+// ---------------------------------------------------------------
 
 chunk_stream::chunk_stream(const chat_model& model, input in)
-  : self_(std::make_unique<caf::scoped_actor>(model.system())),
-    dispatcher_(model.dispatcher()),
-    timeout_(model.config().ask_timeout),
-    result_(make_error(errc::cancelled, "no answer")) {
-  auto x = model.make_ask(std::move(in),
-                          {caf::actor_cast<caf::actor>(*self_)});
+    : self_(std::make_unique<caf::scoped_actor>(model.system())),
+      dispatcher_(model.dispatcher()), timeout_(model.config().ask_timeout),
+      result_(make_error(errc::cancelled, "no answer")) {
+  auto x = model.make_ask(std::move(in), {caf::actor_cast<caf::actor>(*self_)});
   id_ = x.id;
   x.lane = id_;
   // The answer arrives as `stream_done`; the response itself is not needed.
@@ -281,46 +310,44 @@ chunk_stream& chunk_stream::operator=(chunk_stream&&) noexcept = default;
 chunk_stream::~chunk_stream() {
   // Abandoned before the end: abort the exchange (the subscriber also goes
   // down with the scoped actor, which cancels as well).
-  if (self_ && !ended_)
-    caf::anon_send(dispatcher_, cancel_atom::value, id_);
+  if (self_ && !ended_) caf::anon_send(dispatcher_, cancel_atom::value, id_);
 }
 
 std::optional<chat_chunk> chunk_stream::next() {
-  if (ended_)
-    return std::nullopt;
+  if (ended_) return std::nullopt;
   std::optional<chat_chunk> out;
   bool waiting = true;
   while (waiting) {
     (*self_)->receive(
-      [&](chat_chunk& x) {
-        if (x.request_id == id_) {
-          out = std::move(x);
-          waiting = false;
-        }
-      },
-      [&](stream_done& x) {
-        if (x.request_id == id_) {
-          result_ = std::move(x.message);
-          ended_ = true;
-          waiting = false;
-        }
-      },
-      [&](stream_failed& x) {
-        if (x.request_id == id_) {
-          result_ = std::move(x.error);
-          ended_ = true;
-          waiting = false;
-        }
-      },
-      caf::after(timeout_) >>
-        [&] {
-          caf::anon_send(dispatcher_, cancel_atom::value, id_);
-          result_ = make_error(
-            make_timeout(deadline::total, "no stream event within the ask "
-                                          "timeout"));
-          ended_ = true;
-          waiting = false;
-        });
+        [&](chat_chunk& x) {
+          if (x.request_id == id_) {
+            out = std::move(x);
+            waiting = false;
+          }
+        },
+        [&](stream_done& x) {
+          if (x.request_id == id_) {
+            result_ = std::move(x.message);
+            ended_ = true;
+            waiting = false;
+          }
+        },
+        [&](stream_failed& x) {
+          if (x.request_id == id_) {
+            result_ = std::move(x.error);
+            ended_ = true;
+            waiting = false;
+          }
+        },
+        caf::after(timeout_) >>
+            [&] {
+              caf::anon_send(dispatcher_, cancel_atom::value, id_);
+              result_ = make_error(make_timeout(
+                  deadline::total, "no stream event within the ask "
+                                   "timeout"));
+              ended_ = true;
+              waiting = false;
+            });
   }
   return out;
 }
@@ -332,8 +359,7 @@ const chat_model::result_type& chunk_stream::result() {
 }
 
 void chunk_stream::cancel() {
-  if (ended_)
-    return;
+  if (ended_) return;
   caf::anon_send(dispatcher_, cancel_atom::value, id_);
   result();
 }

@@ -1,17 +1,25 @@
 #include "maritaca/dispatcher.hpp"
 
+#include "bucket.hpp"
+
 #include "maritaca/error.hpp"
 #include "maritaca/request.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <iostream>
+#include <set>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 namespace maritaca {
 
@@ -19,51 +27,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-/// A token bucket refilled continuously: `capacity` per minute.
-class bucket {
-public:
-  explicit bucket(double capacity = 0) : capacity_(capacity), level_(capacity) {
-    last_ = clock_type::now();
-  }
-
-  bool unlimited() const noexcept { return capacity_ <= 0; }
-
-  /// Refills, then returns how long until `amount` is available (0: now).
-  std::chrono::milliseconds wait_for(double amount) {
-    if (unlimited())
-      return std::chrono::milliseconds{0};
-    refill();
-    // An ask larger than the whole bucket waits for a full bucket only.
-    amount = std::min(amount, capacity_);
-    if (level_ >= amount)
-      return std::chrono::milliseconds{0};
-    auto per_ms = capacity_ / 60'000.0;
-    return std::chrono::milliseconds{
-      static_cast<int64_t>((amount - level_) / per_ms) + 1};
-  }
-
-  void take(double amount) {
-    if (!unlimited())
-      level_ -= amount;
-  }
-
-  void give_back(double amount) {
-    if (!unlimited())
-      level_ = std::min(capacity_, level_ + amount);
-  }
-
-private:
-  void refill() {
-    auto now = clock_type::now();
-    auto ms = std::chrono::duration<double, std::milli>(now - last_).count();
-    last_ = now;
-    level_ = std::min(capacity_, level_ + ms * capacity_ / 60'000.0);
-  }
-
-  double capacity_;
-  double level_;
-  clock_type::time_point last_;
-};
+using detail::bucket;
 
 /// An ask waiting for a slot.
 struct pending {
@@ -76,6 +40,46 @@ struct running {
   caf::actor worker;
   /// Tokens taken from the token bucket at admission.
   double estimate = 0;
+  /// The cluster lease it holds (0: none).
+  uint64_t lease = 0;
+  /// Whether `estimate` is the usage the server reported.
+  bool settled = false;
+};
+
+/// The dispatcher's side of a cluster: its link to the shared limiter.
+struct cluster_link {
+  cluster_config cfg;
+  /// Where the limiter is published (joiners).
+  std::string host;
+  uint16_t port = 0;
+  /// The limiter while joined (or during the handshake); null otherwise.
+  caf::actor limiter;
+  /// A limiter of this process, given at spawn (never re-joined).
+  caf::actor local;
+  cluster_status status = cluster_status::none;
+  /// Bumped whenever the link fails, so that late answers of an old link
+  /// are ignored.
+  uint64_t epoch = 0;
+  /// Last lease id used (ids are never reused).
+  uint64_t next_lease = 0;
+  /// Acquires sent and not yet granted.
+  std::unordered_set<uint64_t> asked;
+  /// Leases granted but not bound to an ask yet.
+  std::vector<uint64_t> spare;
+  /// Renew the leases this often (a third of the limiter's TTL).
+  std::chrono::milliseconds renew_every{1'000};
+
+  bool joined() const noexcept { return status == cluster_status::joined; }
+
+  /// Says `what` on stderr when logging is on.
+  void log(const std::string& what) const {
+    if (cfg.log) std::clog << "maritaca: cluster: " << what << std::endl;
+  }
+
+  /// The limiter's address for messages.
+  std::string where() const {
+    return local ? std::string{"in this process"} : "at " + cfg.join;
+  }
 };
 
 struct dispatcher_state {
@@ -97,6 +101,7 @@ struct dispatcher_state {
   bucket tokens;
   bool tick_scheduled = false;
   dispatcher_stats stats;
+  cluster_link cluster;
 
   /// On exit every queued ask gets `cancelled` (linked request actors see
   /// the exit and answer theirs). Runs on the actor's own thread.
@@ -113,8 +118,8 @@ struct dispatcher_state {
   static inline const char* name = "maritaca.dispatcher";
 };
 
-using dispatcher_self
-  = caf::stateful_actor<dispatcher_state, dispatcher_actor::base>;
+using dispatcher_self =
+    caf::stateful_actor<dispatcher_state, dispatcher_actor::base>;
 
 /// Estimates the tokens of an ask before it runs: ~4 bytes per token of
 /// prompt, plus the answer bound.
@@ -125,21 +130,23 @@ double estimate_tokens(const ask& x) {
     for (auto& p : m.parts)
       bytes += p.text.size();
   }
-  return static_cast<double>(bytes / 4 + 1)
-         + static_cast<double>(x.body.max_tokens.value_or(256));
+  return static_cast<double>(bytes / 4 + 1) +
+         static_cast<double>(x.body.max_tokens.value_or(256));
 }
 
 void pump(dispatcher_self* self);
 
-void admit(dispatcher_self* self, pending&& p, double estimate) {
+void admit(dispatcher_self* self, pending&& p, double estimate,
+           uint64_t lease) {
   auto& st = self->state;
   request_job job;
   job.kind = request_kind::chat;
   job.ask = std::move(p.ask);
   job.where = st.where;
   job.wire = st.wire;
-  // Only a token budget needs the usage back (one message less per ask).
-  if (!st.tokens.unlimited())
+  // Only a token budget (local or shared) needs the usage back (one message
+  // less per ask).
+  if (!st.tokens.unlimited() || st.cluster.status != cluster_status::none)
     job.owner = self;
   auto id = job.ask.id;
   auto worker = spawn_request(self->system(), std::move(job));
@@ -147,7 +154,7 @@ void admit(dispatcher_self* self, pending&& p, double estimate) {
   // Monitored: its down message frees the slot, exactly once.
   self->link_to(worker);
   self->monitor(worker);
-  st.active.emplace(id, running{worker, estimate});
+  st.active.emplace(id, running{worker, estimate, lease, false});
   st.by_worker.emplace(worker.address(), id);
   ++st.stats.admitted;
   st.stats.in_flight = st.active.size();
@@ -156,10 +163,164 @@ void admit(dispatcher_self* self, pending&& p, double estimate) {
   p.rp.delegate(worker, run_atom::value);
 }
 
-/// Admits queued asks while slots and rate budget allow.
+// -- cluster admission
+// ----------------------------------------------------------
+
+/// Requests on the wire allowed at once now: the local limit, cut to the
+/// fallback limit while the shared limiter is unreachable (and to nothing
+/// before the first attempt to join it has ended).
+std::size_t capacity(dispatcher_self* self) {
+  auto& st = self->state;
+  auto max = st.admission.max_concurrency;
+  switch (st.cluster.status) {
+  case cluster_status::joining:
+    return 0;
+  case cluster_status::fallback:
+    return std::min(
+        max, std::max<std::size_t>(st.cluster.cfg.fallback_concurrency, 1));
+  default:
+    return max;
+  }
+}
+
+/// Sends `xs` to the (dynamically typed) limiter `to` under the
+/// dispatcher's identity, so that the limiter knows its client.
+template <class... Ts>
+void tell(dispatcher_self* self, const caf::actor& to, Ts&&... xs) {
+  caf::send_as(caf::actor_cast<caf::actor>(self), to, std::forward<Ts>(xs)...);
+}
+
+/// Asks the limiter for as many leases as queued asks could use now.
+void request_leases(dispatcher_self* self, double estimate) {
+  auto& st = self->state;
+  auto& cl = st.cluster;
+  auto room = capacity(self) - std::min(capacity(self), st.active.size());
+  auto want = std::min(st.queued, room);
+  while (cl.asked.size() + cl.spare.size() < want) {
+    auto id = ++cl.next_lease;
+    cl.asked.insert(id);
+    tell(self, cl.limiter, acquire_atom::value, id,
+         static_cast<int64_t>(estimate));
+  }
+}
+
+/// Gives leases that no queued ask needs back to the limiter.
+void release_spare(dispatcher_self* self) {
+  auto& cl = self->state.cluster;
+  for (auto id : cl.spare)
+    tell(self, cl.limiter, release_atom::value, id, int64_t{0});
+  cl.spare.clear();
+}
+
+void join(dispatcher_self* self);
+
+/// The link to the limiter failed (`why`): forget its leases, admit on the
+/// fallback limit and try again later.
+void fail_link(dispatcher_self* self, const std::string& why) {
+  auto& st = self->state;
+  auto& cl = st.cluster;
+  auto was = cl.status;
+  ++cl.epoch;
+  if (cl.limiter) self->demonitor(cl.limiter);
+  cl.limiter = nullptr;
+  cl.asked.clear();
+  cl.spare.clear();
+  // Running asks keep running; their leases died with the link.
+  for (auto& [id, r] : st.active)
+    r.lease = 0;
+  cl.status = cluster_status::fallback;
+  auto limit = std::to_string(capacity(self));
+  if (was == cluster_status::joined) {
+    ++st.stats.cluster_losses;
+    cl.log("lost the limiter " + cl.where() + " (" + why +
+           "); admitting at most " + limit +
+           " at once on the local limit until it is back");
+  } else if (was == cluster_status::joining) {
+    cl.log("cannot join the limiter " + cl.where() + " (" + why +
+           "); admitting at most " + limit +
+           " at once on the local limit until it is reachable");
+  }
+  // A limiter of this process only goes away with it: no re-join.
+  if (!cl.local)
+    self->delayed_send(self, cl.cfg.rejoin_interval, join_atom::value);
+  pump(self);
+}
+
+/// Renews the leases (and checks that the limiter answers) once.
+void renew(dispatcher_self* self, bool handshake) {
+  auto& cl = self->state.cluster;
+  auto epoch = cl.epoch;
+  self->request(cl.limiter, cl.cfg.join_timeout, renew_atom::value)
+      .then(
+          [=](uint64_t, int64_t ttl_ms) {
+            auto& cl = self->state.cluster;
+            if (epoch != cl.epoch) return;
+            cl.renew_every = std::max(std::chrono::milliseconds{ttl_ms / 3},
+                                      std::chrono::milliseconds{10});
+            if (handshake) {
+              auto was = cl.status;
+              cl.status = cluster_status::joined;
+              cl.log((was == cluster_status::fallback ? "re-joined the limiter "
+                                                      : "joined the limiter ") +
+                     cl.where());
+              pump(self);
+            }
+            self->delayed_send(self, cl.renew_every, renew_atom::value);
+          },
+          [=](caf::error& err) {
+            if (epoch == self->state.cluster.epoch)
+              fail_link(self, "no answer to a renewal: " + to_string(err));
+          });
+}
+
+/// Starts with `limiter` (monitored: its down message is the link's loss).
+void handshake(dispatcher_self* self, caf::actor limiter) {
+  auto& cl = self->state.cluster;
+  cl.limiter = std::move(limiter);
+  self->monitor(cl.limiter);
+  renew(self, true);
+}
+
+/// Connects to the limiter (a joiner through the middleman, asynchronously).
+void join(dispatcher_self* self) {
+  auto& cl = self->state.cluster;
+  if (cl.local) {
+    handshake(self, cl.local);
+    return;
+  }
+  if (!self->system().has_middleman()) {
+    // Nothing to retry: fall back for good.
+    cl.cfg.rejoin_interval = std::chrono::hours{24};
+    fail_link(self, "the actor system has no middleman, see "
+                    "maritaca::configure_cluster");
+    return;
+  }
+  auto epoch = cl.epoch;
+  auto mm = self->system().middleman().actor_handle();
+  self->request(mm, cl.cfg.join_timeout, caf::connect_atom::value, cl.host,
+                cl.port)
+      .then(
+          [=](caf::node_id&, caf::strong_actor_ptr& ptr,
+              std::set<std::string>&) {
+            if (epoch != self->state.cluster.epoch) return;
+            if (!ptr) {
+              fail_link(self, "no actor published there");
+              return;
+            }
+            handshake(self, caf::actor_cast<caf::actor>(ptr));
+          },
+          [=](caf::error& err) {
+            if (epoch == self->state.cluster.epoch)
+              fail_link(self, to_string(err));
+          });
+}
+
+/// Admits queued asks while slots, the rate budget and (joined) leases
+/// allow.
 void pump(dispatcher_self* self) {
   auto& st = self->state;
-  while (!st.ready.empty() && st.active.size() < st.admission.max_concurrency) {
+  auto& cl = st.cluster;
+  while (!st.ready.empty() && st.active.size() < capacity(self)) {
     auto lane = st.ready.front();
     auto& q = st.lanes[lane];
     auto estimate = estimate_tokens(q.front().ask);
@@ -170,6 +331,16 @@ void pump(dispatcher_self* self) {
         self->delayed_send(self, wait, tick_atom::value);
       }
       return;
+    }
+    uint64_t lease = 0;
+    if (cl.joined()) {
+      // Every ask runs on a lease from the shared limiter.
+      if (cl.spare.empty()) {
+        request_leases(self, estimate);
+        return;
+      }
+      lease = cl.spare.back();
+      cl.spare.pop_back();
     }
     st.requests.take(1);
     st.tokens.take(estimate);
@@ -183,15 +354,25 @@ void pump(dispatcher_self* self) {
     st.queued_lane.erase(p.ask.id);
     --st.queued;
     st.stats.queued = st.queued;
-    admit(self, std::move(p), estimate);
+    admit(self, std::move(p), estimate, lease);
   }
+  if (cl.joined() && st.ready.empty()) release_spare(self);
 }
 
 void on_worker_down(dispatcher_self* self, const caf::down_msg& msg) {
   auto& st = self->state;
   auto i = st.by_worker.find(msg.source);
-  if (i == st.by_worker.end())
+  if (i == st.by_worker.end()) {
+    if (st.cluster.limiter && msg.source == st.cluster.limiter.address())
+      fail_link(self, "link down: " + to_string(msg.reason));
     return;
+  }
+  auto j = st.active.find(i->second);
+  if (j != st.active.end() && j->second.lease != 0 && st.cluster.joined()) {
+    auto used = j->second.settled ? static_cast<int64_t>(j->second.estimate)
+                                  : int64_t{-1};
+    tell(self, st.cluster.limiter, release_atom::value, j->second.lease, used);
+  }
   st.active.erase(i->second);
   st.by_worker.erase(i);
   ++st.stats.completed;
@@ -203,15 +384,13 @@ void on_worker_down(dispatcher_self* self, const caf::down_msg& msg) {
 bool drop_queued(dispatcher_self* self, uint64_t id, failure why) {
   auto& st = self->state;
   auto i = st.queued_lane.find(id);
-  if (i == st.queued_lane.end())
-    return false;
+  if (i == st.queued_lane.end()) return false;
   auto lane = i->second;
   st.queued_lane.erase(i);
   auto& q = st.lanes[lane];
-  auto j = std::find_if(q.begin(), q.end(),
-                        [&](auto& p) { return p.ask.id == id; });
-  if (j == q.end())
-    return false;
+  auto j =
+      std::find_if(q.begin(), q.end(), [&](auto& p) { return p.ask.id == id; });
+  if (j == q.end()) return false;
   auto err = make_error(std::move(why));
   for (auto& s : j->ask.subscribers)
     caf::anon_send(s, stream_failed{id, err});
@@ -231,108 +410,160 @@ bool drop_queued(dispatcher_self* self, uint64_t id, failure why) {
 dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
                                   transport::transport_actor wire,
                                   endpoint where, limits admission) {
+  return spawn_dispatcher(sys, std::move(wire), std::move(where), admission,
+                          caf::actor{});
+}
+
+dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
+                                  transport::transport_actor wire,
+                                  endpoint where, limits admission,
+                                  caf::actor limiter) {
   auto impl = [](dispatcher_self* self, transport::transport_actor wire,
-                 endpoint where,
-                 limits admission) -> dispatcher_actor::behavior_type {
+                 endpoint where, limits admission,
+                 caf::actor limiter) -> dispatcher_actor::behavior_type {
     auto& st = self->state;
     st.wire = std::move(wire);
     st.where = std::move(where);
-    admission.max_concurrency = std::max<std::size_t>(admission.max_concurrency,
-                                                      1);
+    admission.max_concurrency =
+        std::max<std::size_t>(admission.max_concurrency, 1);
     st.admission = admission;
     st.requests = bucket{static_cast<double>(admission.requests_per_minute)};
     st.tokens = bucket{static_cast<double>(admission.tokens_per_minute)};
     self->set_down_handler(
-      [=](caf::down_msg& msg) { on_worker_down(self, msg); });
+        [=](caf::down_msg& msg) { on_worker_down(self, msg); });
+    // Cluster: admit nothing until the first attempt to join has ended.
+    auto& cl = st.cluster;
+    cl.cfg = admission.cluster;
+    if (limiter) {
+      cl.local = std::move(limiter);
+      cl.status = cluster_status::joining;
+      join(self);
+    } else if (!cl.cfg.join.empty()) {
+      cl.status = cluster_status::joining;
+      if (parse_host_port(cl.cfg.join, cl.host, cl.port)) {
+        join(self);
+      } else {
+        cl.cfg.rejoin_interval = std::chrono::hours{24};
+        fail_link(self, "bad address, want HOST:PORT");
+      }
+    }
     return {
-      [=](ask_atom, ask& x) -> caf::typed_response_promise<ai_message> {
-        auto& st = self->state;
-        // Lane 0: the sender's own lane. (Read the sender first: making the
-        // response promise takes it out of the current message.)
-        auto lane = x.lane;
-        if (lane == 0 && self->current_sender())
-          lane = self->current_sender()->id() | (uint64_t{1} << 63);
-        auto rp = self->make_response_promise<ai_message>();
-        if (x.id == 0)
-          x.id = next_request_id();
-        if (st.queued >= st.admission.max_queue) {
-          ++st.stats.rejected;
-          auto err = make_error(errc::overloaded,
-                                "dispatcher queue full ("
-                                  + std::to_string(st.admission.max_queue)
-                                  + " asks waiting)");
-          for (auto& s : x.subscribers)
-            caf::anon_send(s, stream_failed{x.id, err});
-          rp.deliver(err);
+        [=](ask_atom, ask& x) -> caf::typed_response_promise<ai_message> {
+          auto& st = self->state;
+          // Lane 0: the sender's own lane. (Read the sender first: making the
+          // response promise takes it out of the current message.)
+          auto lane = x.lane;
+          if (lane == 0 && self->current_sender())
+            lane = self->current_sender()->id() | (uint64_t{1} << 63);
+          auto rp = self->make_response_promise<ai_message>();
+          if (x.id == 0) x.id = next_request_id();
+          if (st.queued >= st.admission.max_queue) {
+            ++st.stats.rejected;
+            auto err = make_error(errc::overloaded,
+                                  "dispatcher queue full (" +
+                                      std::to_string(st.admission.max_queue) +
+                                      " asks waiting)");
+            for (auto& s : x.subscribers)
+              caf::anon_send(s, stream_failed{x.id, err});
+            rp.deliver(err);
+            return rp;
+          }
+          auto& q = st.lanes[lane];
+          if (q.empty()) st.ready.push_back(lane);
+          auto id = x.id;
+          st.queued_lane.emplace(id, lane);
+          q.push_back(pending{std::move(x), rp});
+          ++st.queued;
+          st.stats.queued = st.queued;
+          if (st.admission.max_queue_wait.count() > 0)
+            self->delayed_send(self, st.admission.max_queue_wait,
+                               expire_atom::value, id);
+          pump(self);
           return rp;
-        }
-        auto& q = st.lanes[lane];
-        if (q.empty())
-          st.ready.push_back(lane);
-        auto id = x.id;
-        st.queued_lane.emplace(id, lane);
-        q.push_back(pending{std::move(x), rp});
-        ++st.queued;
-        st.stats.queued = st.queued;
-        if (st.admission.max_queue_wait.count() > 0)
-          self->delayed_send(self, st.admission.max_queue_wait,
-                             expire_atom::value, id);
-        pump(self);
-        return rp;
-      },
-      [=](cancel_atom, uint64_t id) {
-        auto& st = self->state;
-        if (auto i = st.active.find(id); i != st.active.end()) {
-          ++st.stats.cancelled;
-          caf::anon_send(i->second.worker, cancel_atom::value, id);
-          return;
-        }
-        if (drop_queued(self, id,
-                        make_failure(errc::cancelled,
-                                     "cancelled by the caller")))
-          ++st.stats.cancelled;
-      },
-      [=](models_atom) -> caf::typed_response_promise<std::vector<model_info>> {
-        // Listing models bypasses the queue but not the transport's pool.
-        auto& st = self->state;
-        auto rp = self->make_response_promise<std::vector<model_info>>();
-        request_job job;
-        job.kind = request_kind::models;
-        job.ask.id = next_request_id();
-        job.where = st.where;
-        job.wire = st.wire;
-        auto worker = spawn_request(self->system(), std::move(job));
-        self->link_to(worker);
-        rp.delegate(worker, run_atom::value);
-        return rp;
-      },
-      [=](stats_atom) { return self->state.stats; },
-      [=](settle_atom, uint64_t id, int64_t used) {
-        // Settle the token bucket with what the ask really used.
-        auto& st = self->state;
-        auto i = st.active.find(id);
-        if (i == st.active.end() || used < 0)
-          return;
-        auto diff = i->second.estimate - static_cast<double>(used);
-        if (diff > 0)
-          st.tokens.give_back(diff);
-        else
-          st.tokens.take(-diff);
-        i->second.estimate = static_cast<double>(used);
-      },
-      [=](expire_atom, uint64_t id) {
-        drop_queued(self, id,
-                    make_timeout(deadline::queue,
-                                 "no slot became free within the queue "
-                                 "bound"));
-      },
-      [=](tick_atom) {
-        self->state.tick_scheduled = false;
-        pump(self);
-      },
+        },
+        [=](cancel_atom, uint64_t id) {
+          auto& st = self->state;
+          if (auto i = st.active.find(id); i != st.active.end()) {
+            ++st.stats.cancelled;
+            caf::anon_send(i->second.worker, cancel_atom::value, id);
+            return;
+          }
+          if (drop_queued(
+                  self, id,
+                  make_failure(errc::cancelled, "cancelled by the caller")))
+            ++st.stats.cancelled;
+        },
+        [=](models_atom)
+            -> caf::typed_response_promise<std::vector<model_info>> {
+          // Listing models bypasses the queue but not the transport's pool.
+          auto& st = self->state;
+          auto rp = self->make_response_promise<std::vector<model_info>>();
+          request_job job;
+          job.kind = request_kind::models;
+          job.ask.id = next_request_id();
+          job.where = st.where;
+          job.wire = st.wire;
+          auto worker = spawn_request(self->system(), std::move(job));
+          self->link_to(worker);
+          rp.delegate(worker, run_atom::value);
+          return rp;
+        },
+        [=](stats_atom) {
+          auto& st = self->state;
+          auto result = st.stats;
+          result.cluster = st.cluster.status;
+          result.leases = st.cluster.spare.size();
+          for (auto& [id, r] : st.active)
+            if (r.lease != 0) ++result.leases;
+          return result;
+        },
+        [=](settle_atom, uint64_t id, int64_t used) {
+          // Settle the token bucket with what the ask really used.
+          auto& st = self->state;
+          auto i = st.active.find(id);
+          if (i == st.active.end() || used < 0) return;
+          auto diff = i->second.estimate - static_cast<double>(used);
+          if (diff > 0)
+            st.tokens.give_back(diff);
+          else
+            st.tokens.take(-diff);
+          i->second.estimate = static_cast<double>(used);
+          i->second.settled = true;
+        },
+        [=](expire_atom, uint64_t id) {
+          drop_queued(self, id,
+                      make_timeout(deadline::queue,
+                                   "no slot became free within the queue "
+                                   "bound"));
+        },
+        [=](tick_atom) {
+          self->state.tick_scheduled = false;
+          pump(self);
+        },
+        [=](grant_atom, uint64_t lease, int64_t) {
+          auto& st = self->state;
+          auto& cl = st.cluster;
+          if (!cl.joined() || cl.asked.erase(lease) == 0) {
+            // A grant of an old link or one nobody waits for: give it back.
+            if (auto& sender = self->current_sender())
+              tell(self, caf::actor_cast<caf::actor>(sender),
+                   release_atom::value, lease, int64_t{0});
+            return;
+          }
+          cl.spare.push_back(lease);
+          pump(self);
+        },
+        [=](join_atom) {
+          if (self->state.cluster.status == cluster_status::fallback)
+            join(self);
+        },
+        [=](renew_atom) {
+          if (self->state.cluster.joined()) renew(self, false);
+        },
     };
   };
-  return sys.spawn(impl, std::move(wire), std::move(where), admission);
+  return sys.spawn(impl, std::move(wire), std::move(where), admission,
+                   std::move(limiter));
 }
 
 } // namespace maritaca

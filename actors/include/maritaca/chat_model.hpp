@@ -42,11 +42,17 @@ public:
   using result_type = caf::expected<ai_message>;
 
   /// Creates a model with its own actor system (configured by
-  /// `maritaca::configure`).
+  /// `maritaca::configure`, and `maritaca::configure_cluster` when
+  /// `cfg.limits.cluster` is enabled).
+  ///
+  /// With `cfg.limits.cluster.listen` set, the model also spawns a cluster
+  /// limiter and publishes it there; it throws `std::runtime_error` when it
+  /// cannot (e.g. the port is taken).
   explicit chat_model(model_config cfg = model_config::from_env());
 
   /// Creates a model on the caller's actor system (which should have been
-  /// configured with `maritaca::configure` for readable errors).
+  /// configured with `maritaca::configure` for readable errors, and with
+  /// `maritaca::configure_cluster` for a cluster).
   explicit chat_model(caf::actor_system& sys,
                       model_config cfg = model_config::from_env());
 
@@ -60,7 +66,8 @@ public:
   chat_model bind_tools(std::vector<tool_spec> tools,
                         std::optional<tool_choice> choice = {}) const;
 
-  // -- blocking -----------------------------------------------------------------
+  // -- blocking
+  // -----------------------------------------------------------------
 
   /// Asks and waits for the answer.
   result_type invoke(input in) const;
@@ -75,7 +82,8 @@ public:
   /// Lists the service's models.
   caf::expected<std::vector<model_info>> models() const;
 
-  // -- asynchronous, for plain code ---------------------------------------------
+  // -- asynchronous, for plain code
+  // ---------------------------------------------
 
   /// Asks without blocking; the future becomes ready with the answer.
   std::future<result_type> ainvoke(input in) const;
@@ -91,7 +99,8 @@ public:
   /// HTTP exchange is aborted and the slot freed.
   void cancel(uint64_t id) const;
 
-  // -- asynchronous, for actors -------------------------------------------------
+  // -- asynchronous, for actors
+  // -------------------------------------------------
 
   /// Sends an ask from `self`: `model.ainvoke(self, "Oi").then(...)`.
   template <class Self>
@@ -113,7 +122,8 @@ public:
   void abatch(caf::event_based_actor* self, std::vector<input> ins,
               std::function<void(std::vector<result_type>)> f) const;
 
-  // -- building blocks ----------------------------------------------------------
+  // -- building blocks
+  // ----------------------------------------------------------
 
   /// Builds the request body for `in` with this model's settings.
   chat_request make_request(input in) const;
@@ -129,6 +139,9 @@ public:
 
   /// The actor system.
   caf::actor_system& system() const;
+
+  /// The port of the cluster limiter this model published (0: none).
+  uint16_t cluster_port() const noexcept;
 
   /// The settings.
   const model_config& config() const noexcept { return config_; }

@@ -6,7 +6,10 @@
 /// and tokens per minute), queues the rest -- FIFO within a lane, lanes
 /// taking turns -- refuses asks beyond `limits::max_queue` with
 /// `errc::overloaded`, and frees a slot exactly when a request actor ends.
+/// With `limits::cluster` set it also holds a lease from a shared limiter
+/// (see limiter.hpp and docs/cluster.md) for every running ask.
 
+#include "maritaca/limiter.hpp"
 #include "maritaca/messages.hpp"
 #include "maritaca/options.hpp"
 #include "maritaca/transport/transport_actor.hpp"
@@ -32,12 +35,14 @@ using expire_atom = caf::atom_constant<caf::atom("m_expire")>;
 /// - `(models_atom)` -> `std::vector<model_info>`: `GET /models`.
 /// - `(stats_atom)` -> `dispatcher_stats`.
 using dispatcher_actor = caf::typed_actor<
-  caf::replies_to<ask_atom, ask>::with<ai_message>,
-  caf::reacts_to<cancel_atom, uint64_t>,
-  caf::replies_to<models_atom>::with<std::vector<model_info>>,
-  caf::replies_to<stats_atom>::with<dispatcher_stats>,
-  caf::reacts_to<settle_atom, uint64_t, int64_t>,
-  caf::reacts_to<tick_atom>, caf::reacts_to<expire_atom, uint64_t>>;
+    caf::replies_to<ask_atom, ask>::with<ai_message>,
+    caf::reacts_to<cancel_atom, uint64_t>,
+    caf::replies_to<models_atom>::with<std::vector<model_info>>,
+    caf::replies_to<stats_atom>::with<dispatcher_stats>,
+    caf::reacts_to<settle_atom, uint64_t, int64_t>, caf::reacts_to<tick_atom>,
+    caf::reacts_to<expire_atom, uint64_t>,
+    caf::reacts_to<grant_atom, uint64_t, int64_t>, caf::reacts_to<join_atom>,
+    caf::reacts_to<renew_atom>>;
 
 /// Where requests go: the endpoint part of a `model_config`.
 struct endpoint {
@@ -50,9 +55,22 @@ struct endpoint {
 /// Spawns a dispatcher sending through `wire`. When the dispatcher exits,
 /// queued asks get `errc::cancelled` and running request actors (linked to
 /// it) cancel their exchanges and reply `cancelled` as well.
+///
+/// With `admission.cluster.join` set, the dispatcher connects to the limiter
+/// published there (the actor system needs CAF's middleman, see
+/// `configure_cluster`); while it cannot reach it, it admits at most
+/// `cluster.fallback_concurrency` asks at once and tries to re-join.
 dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
                                   transport::transport_actor wire,
                                   endpoint where, limits admission);
+
+/// Spawns a dispatcher admitting through `limiter`, a limiter of this
+/// process (see `spawn_limiter`); `admission.cluster` still gives the
+/// fallback limit and the timeouts.
+dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
+                                  transport::transport_actor wire,
+                                  endpoint where, limits admission,
+                                  caf::actor limiter);
 
 } // namespace maritaca
 

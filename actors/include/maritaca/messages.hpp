@@ -28,7 +28,8 @@
 
 namespace maritaca {
 
-// -- atoms ----------------------------------------------------------------------
+// -- atoms
+// ----------------------------------------------------------------------
 
 /// Ask something (dispatcher, session).
 using ask_atom = caf::atom_constant<caf::atom("m_ask")>;
@@ -53,7 +54,8 @@ using run_atom = caf::atom_constant<caf::atom("m_run")>;
 /// Internal: wake up (retry timers, rate-limit timers).
 using tick_atom = caf::atom_constant<caf::atom("m_tick")>;
 
-// -- input ----------------------------------------------------------------------
+// -- input
+// ----------------------------------------------------------------------
 
 /// What a caller asks: a string, a list of (role, text) pairs, or full
 /// messages -- the three forms of the seed. Roles "human" and "ai" are
@@ -86,7 +88,8 @@ struct input {
 /// Maps LangChain-style role aliases ("human", "ai") to API roles.
 std::string normalize_role(std::string role);
 
-// -- answers --------------------------------------------------------------------
+// -- answers
+// --------------------------------------------------------------------
 
 /// The answer to an ask: the assistant's message and its metadata.
 struct ai_message {
@@ -148,7 +151,8 @@ struct stream_failed {
   caf::error error;
 };
 
-// -- asks -----------------------------------------------------------------------
+// -- asks
+// -----------------------------------------------------------------------
 
 /// Returns a process-wide unique ask id.
 uint64_t next_request_id() noexcept;
@@ -181,6 +185,33 @@ struct ask {
   std::vector<caf::actor> subscribers;
 };
 
+/// Where a dispatcher's admission stands in a cluster (docs/cluster.md).
+enum class cluster_status {
+  /// No cluster configured: local limits only.
+  none,
+  /// Connecting to the limiter for the first time; nothing is admitted.
+  joining,
+  /// Every admitted ask holds a lease from the shared limiter.
+  joined,
+  /// The limiter is unreachable: the local fallback limit applies while the
+  /// dispatcher tries to re-join.
+  fallback,
+};
+
+/// Returns "none", "joining", "joined" or "fallback".
+inline const char* to_string(cluster_status x) noexcept {
+  switch (x) {
+  case cluster_status::joining:
+    return "joining";
+  case cluster_status::joined:
+    return "joined";
+  case cluster_status::fallback:
+    return "fallback";
+  default:
+    return "none";
+  }
+}
+
 /// Counters of a dispatcher.
 struct dispatcher_stats {
   /// Requests on the wire now.
@@ -197,6 +228,13 @@ struct dispatcher_stats {
   uint64_t rejected = 0;
   /// Asks cancelled (queued or running).
   uint64_t cancelled = 0;
+  /// Cluster admission state.
+  cluster_status cluster = cluster_status::none;
+  /// Leases held from the cluster limiter now.
+  std::size_t leases = 0;
+  /// Times the cluster limiter was lost (each a fallback to the local
+  /// limit).
+  uint64_t cluster_losses = 0;
 };
 
 } // namespace maritaca

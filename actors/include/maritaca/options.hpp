@@ -36,6 +36,46 @@ struct retry_policy {
   friend bool operator==(const retry_policy&, const retry_policy&) = default;
 };
 
+/// Scale-out: one concurrency and rate budget shared by several processes
+/// through a limiter actor published with CAF's middleman (see
+/// docs/cluster.md). Empty `listen` and `join`: no cluster, the dispatcher
+/// admits on its local limits only.
+struct cluster_config {
+  /// Publish a limiter on this address ("HOST:PORT", "[::1]:PORT"; port 0
+  /// picks a free one) and admit through it; empty: none.
+  std::string listen;
+  /// Join the limiter published at this address ("HOST:PORT"); empty: none.
+  /// Ignored when `listen` is set.
+  std::string join;
+  /// Requests on the wire at once in the whole cluster (the published
+  /// limiter's budget; `listen` only).
+  std::size_t global_concurrency = 16;
+  /// Requests per minute in the whole cluster; 0 means unlimited (`listen`
+  /// only).
+  uint32_t global_requests_per_minute = 0;
+  /// Tokens per minute in the whole cluster; 0 means unlimited (`listen`
+  /// only).
+  uint64_t global_tokens_per_minute = 0;
+  /// A lease not renewed for this long is taken back by the limiter
+  /// (`listen` only; joiners renew at a third of the limiter's TTL).
+  std::chrono::milliseconds lease_ttl{10'000};
+  /// Concurrency of this process while the shared limiter is unreachable.
+  std::size_t fallback_concurrency = 1;
+  /// Upper bound of connecting to the limiter and of each of its answers;
+  /// beyond it the limiter counts as lost.
+  std::chrono::milliseconds join_timeout{2'000};
+  /// Pause between attempts to re-join a lost limiter.
+  std::chrono::milliseconds rejoin_interval{1'000};
+  /// Say on stderr when the limiter is joined, lost and re-joined.
+  bool log = true;
+
+  /// Returns whether a limiter is published or joined.
+  bool enabled() const noexcept { return !listen.empty() || !join.empty(); }
+
+  friend bool operator==(const cluster_config&,
+                         const cluster_config&) = default;
+};
+
 /// The dispatcher's admission limits. Maritaca's limits are per key, so one
 /// dispatcher per key is the natural setup.
 struct limits {
@@ -53,6 +93,9 @@ struct limits {
   /// estimate (prompt bytes / 4 + max_tokens) and settles with the usage the
   /// server reports.
   uint64_t tokens_per_minute = 0;
+  /// Limits shared with other processes (none by default). The local limits
+  /// above still hold for this process.
+  cluster_config cluster;
 
   friend bool operator==(const limits&, const limits&) = default;
 };
