@@ -7,6 +7,7 @@
 #include "maritaca/gateway/options.hpp"
 #include "maritaca/gateway/router.hpp"
 #include "maritaca/gateway/service.hpp"
+#include "maritaca/limiter.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -16,6 +17,7 @@
 #include <exception>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 namespace gw = maritaca::gateway;
 
@@ -34,6 +36,13 @@ maritaca::model_config make_model_config(const gw::options& o) {
   cfg.timeouts.total = o.upstream_timeout;
   cfg.timeouts.first_byte =
       std::min(cfg.timeouts.first_byte, o.upstream_timeout);
+  auto& cl = cfg.limits.cluster;
+  cl.listen = o.cluster_listen;
+  cl.join = o.cluster_join;
+  cl.global_concurrency =
+      o.cluster_concurrency != 0 ? o.cluster_concurrency : o.max_concurrency;
+  cl.fallback_concurrency = o.cluster_fallback;
+  cl.lease_ttl = o.cluster_lease_ttl;
   return cfg;
 }
 
@@ -61,11 +70,26 @@ int main(int argc, char** argv) {
                  "is open to anyone who can connect\n";
   caf::actor_system_config cfg;
   maritaca::configure(cfg);
+  auto model_cfg = make_model_config(opts);
+  // CAF's network actors only where a cluster needs them.
+  if (model_cfg.limits.cluster.enabled()) maritaca::configure_cluster(cfg);
   caf::actor_system sys{cfg};
   std::unique_ptr<gw::http_server> srv;
   int rc = 0;
   {
-    maritaca::chat_model model{sys, make_model_config(opts)};
+    std::optional<maritaca::chat_model> made;
+    try {
+      made.emplace(sys, model_cfg);
+    } catch (const std::exception& e) {
+      std::cerr << "maritaca-gateway: " << e.what() << '\n';
+      return 1;
+    }
+    auto& model = *made;
+    if (model.cluster_port() != 0)
+      std::cerr << "maritaca-gateway: cluster limiter on port "
+                << model.cluster_port() << " (at most "
+                << model_cfg.limits.cluster.global_concurrency
+                << " requests at once in the cluster)\n";
     gw::service_config scfg;
     scfg.tokens = opts.tokens;
     scfg.forward_headers = opts.forward_headers;

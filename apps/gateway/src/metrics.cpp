@@ -148,6 +148,26 @@ std::string metrics::render(const upstream_figures& up) const {
          "Asks refused because the queue was full.", "counter");
   sample(out, "maritaca_gateway_upstream_rejected_total",
          std::to_string(up.rejected));
+  if (up.cluster != "none") {
+    // Cluster admission (docs/cluster.md): 1 in exactly one state.
+    header(out, "maritaca_gateway_cluster_state",
+           "Cluster admission: joined (shared limit), fallback (local "
+           "limit, limiter unreachable) or joining.",
+           "gauge");
+    for (auto state : {"joining", "joined", "fallback"})
+      out.append("maritaca_gateway_cluster_state{state=\"")
+          .append(state)
+          .append("\"} ")
+          .append(up.cluster == state ? "1\n" : "0\n");
+    header(out, "maritaca_gateway_cluster_leases",
+           "Leases held from the cluster limiter now.", "gauge");
+    sample(out, "maritaca_gateway_cluster_leases",
+           std::to_string(up.cluster_leases));
+    header(out, "maritaca_gateway_cluster_losses_total",
+           "Times the cluster limiter was lost.", "counter");
+    sample(out, "maritaca_gateway_cluster_losses_total",
+           std::to_string(up.cluster_losses));
+  }
   latency_.render(out, "maritaca_gateway_upstream_latency_seconds",
                   "Time from sending an ask (queueing included) to its "
                   "end.");

@@ -134,6 +134,17 @@ clients:
   --session-ttl S         idle lifetime of a session (1800)
   --threads N             I/O threads (1)
 
+cluster (one limit shared by several gateways, see docs/cluster.md):
+  --cluster-listen HOST:PORT  hold the cluster's limiter, published here
+  --cluster-join HOST:PORT    admit through the limiter published there
+  --cluster-concurrency N     requests at once in the whole cluster
+                              (--cluster-listen only; default
+                              --max-concurrency)
+  --cluster-fallback N        requests at once while the limiter is
+                              unreachable (1)
+  --cluster-lease-ttl S       a lease not renewed this long comes back
+                              (--cluster-listen only; 10)
+
 diagnostics:
   --forward-header NAME   pass this request header to the upstream
                           (repeatable; for tests, e.g. x-sim-fault)
@@ -171,18 +182,34 @@ parse_result parse_options(int argc, const char* const* argv,
       continue;
     }
     static constexpr std::string_view with_value[] = {
-        "--listen",          "--upstream",
-        "--api-key-file",    "--model",
-        "--token",           "--token-file",
-        "--max-concurrency", "--max-queue",
-        "--max-retries",     "--upstream-timeout",
-        "--ca-file",         "--forward-header",
-        "--max-body-bytes",  "--max-header-bytes",
-        "--max-url-bytes",   "--max-connections",
-        "--header-timeout",  "--body-timeout",
-        "--idle-timeout",    "--write-timeout",
-        "--max-sessions",    "--session-ttl",
+        "--listen",
+        "--upstream",
+        "--api-key-file",
+        "--model",
+        "--token",
+        "--token-file",
+        "--max-concurrency",
+        "--max-queue",
+        "--max-retries",
+        "--upstream-timeout",
+        "--ca-file",
+        "--forward-header",
+        "--max-body-bytes",
+        "--max-header-bytes",
+        "--max-url-bytes",
+        "--max-connections",
+        "--header-timeout",
+        "--body-timeout",
+        "--idle-timeout",
+        "--write-timeout",
+        "--max-sessions",
+        "--session-ttl",
         "--threads",
+        "--cluster-listen",
+        "--cluster-join",
+        "--cluster-concurrency",
+        "--cluster-fallback",
+        "--cluster-lease-ttl",
     };
     bool known = false;
     for (auto f : with_value)
@@ -262,11 +289,27 @@ parse_result parse_options(int argc, const char* const* argv,
       ok = ok && out.session_ttl.count() > 0;
     } else if (flag == "--threads") {
       ok = parse_number<unsigned>(value, srv.threads, 1, 256);
+    } else if (flag == "--cluster-listen" || flag == "--cluster-join") {
+      server_options probe;
+      ok = parse_listen(value, probe);
+      (flag == "--cluster-listen" ? out.cluster_listen : out.cluster_join) =
+          value;
+    } else if (flag == "--cluster-concurrency") {
+      ok =
+          parse_number<std::size_t>(value, out.cluster_concurrency, 1, 100'000);
+    } else if (flag == "--cluster-fallback") {
+      ok = parse_number<std::size_t>(value, out.cluster_fallback, 1, 100'000);
+    } else if (flag == "--cluster-lease-ttl") {
+      ok = parse_seconds(value, out.cluster_lease_ttl);
     }
     if (!ok) {
       error = "bad value '" + value + "' for " + flag;
       return parse_result::error;
     }
+  }
+  if (!out.cluster_listen.empty() && !out.cluster_join.empty()) {
+    error = "--cluster-listen and --cluster-join exclude each other";
+    return parse_result::error;
   }
   if (!upstream_given)
     if (auto base = env("MARITACA_API_BASE"); base && *base)

@@ -287,6 +287,9 @@ caf::behavior metrics_call(call_self* self, impl_ptr svc, responder_ptr res) {
             up.in_flight = s.in_flight;
             up.queued = s.queued;
             up.rejected = s.rejected;
+            up.cluster = to_string(s.cluster);
+            up.cluster_leases = s.leases;
+            up.cluster_losses = s.cluster_losses;
             render(up);
           },
           [=](caf::error&) { render(base); });

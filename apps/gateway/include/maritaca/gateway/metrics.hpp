@@ -49,6 +49,12 @@ struct upstream_figures {
   uint64_t rejected = 0;
   /// The concurrency limit.
   std::size_t max_concurrency = 0;
+  /// Cluster admission: "none", "joining", "joined" or "fallback".
+  std::string cluster = "none";
+  /// Leases held from the cluster limiter now.
+  std::size_t cluster_leases = 0;
+  /// Times the cluster limiter was lost so far.
+  uint64_t cluster_losses = 0;
 };
 
 /// Every metric of the gateway.

@@ -44,6 +44,17 @@ struct options {
   std::chrono::seconds session_ttl{1800};
   /// One log line per request on stderr.
   bool access_log = false;
+  /// Publish the cluster limiter on this address (empty: none).
+  std::string cluster_listen;
+  /// Join the cluster limiter at this address (empty: none).
+  std::string cluster_join;
+  /// Requests at once in the whole cluster (`--cluster-listen` only; 0:
+  /// `max_concurrency`).
+  std::size_t cluster_concurrency = 0;
+  /// Upstream requests at once while the limiter is unreachable.
+  std::size_t cluster_fallback = 1;
+  /// Lease time-to-live of the published limiter.
+  std::chrono::milliseconds cluster_lease_ttl{10'000};
 };
 
 /// Outcome of `parse_options`.
