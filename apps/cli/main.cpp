@@ -13,6 +13,7 @@
 // the bundled simulator in-process and says so on stderr.
 
 #include "maritaca/chat_model.hpp"
+#include "maritaca/limiter.hpp"
 #include "maritaca/session.hpp"
 #include "maritaca/structured.hpp"
 #include "maritaca/tools.hpp"
@@ -67,6 +68,11 @@ options:
                              ask prints it, or fails (exit 1) when it does
                              not fit
   --concurrency N            requests at once (default 16)
+  --cluster-join HOST:PORT   also admit every request through the cluster
+                             limiter published there (a maritaca-gateway
+                             --cluster-listen); see docs/cluster.md
+  --cluster-fallback N       requests at once while that limiter is
+                             unreachable (default 1)
   -h, --help                 this text
 
 With neither --base-url nor an API key, maritaca starts its bundled
@@ -93,6 +99,8 @@ struct cli_options {
   std::string response_format;
   std::string schema_file;
   std::size_t concurrency = 16;
+  std::string cluster_join;
+  std::size_t cluster_fallback = 1;
 };
 
 /// A usage error: printed as one line, exit code 2.
@@ -115,8 +123,7 @@ cli_options parse(int argc, char** argv) {
   for (std::size_t i = 0; i < args.size(); ++i) {
     auto& a = args[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= args.size())
-        throw usage_error{a + " needs a value"};
+      if (i + 1 >= args.size()) throw usage_error{a + " needs a value"};
       return args[++i];
     };
     if (a == "-h" || a == "--help") {
@@ -136,8 +143,7 @@ cli_options parse(int argc, char** argv) {
       o.max_tokens = parse_number<int64_t>(a, value());
     } else if (a == "--timeout") {
       o.timeout_s = parse_number<double>(a, value());
-      if (*o.timeout_s <= 0)
-        throw usage_error{"--timeout must be positive"};
+      if (*o.timeout_s <= 0) throw usage_error{"--timeout must be positive"};
     } else if (a == "--max-retries") {
       o.max_retries = parse_number<uint32_t>(a, value());
     } else if (a == "--ca-file") {
@@ -146,17 +152,26 @@ cli_options parse(int argc, char** argv) {
       o.concurrency = parse_number<std::size_t>(a, value());
       if (o.concurrency == 0)
         throw usage_error{"--concurrency must be at least 1"};
+    } else if (a == "--cluster-join") {
+      o.cluster_join = value();
+      std::string host;
+      uint16_t port = 0;
+      if (!maritaca::parse_host_port(o.cluster_join, host, port))
+        throw usage_error{"--cluster-join wants HOST:PORT"};
+    } else if (a == "--cluster-fallback") {
+      o.cluster_fallback = parse_number<std::size_t>(a, value());
+      if (o.cluster_fallback == 0)
+        throw usage_error{"--cluster-fallback must be at least 1"};
     } else if (a == "--tools") {
       o.tools_file = value();
     } else if (a == "--tool-choice") {
       o.tool_choice = value();
     } else if (a == "--response-format") {
       o.response_format = value();
-      if (o.response_format == "json_object")
-        o.response_format = "json";
+      if (o.response_format == "json_object") o.response_format = "json";
       if (o.response_format != "text" && o.response_format != "json")
-        throw usage_error{"--response-format expects text or json, got '"
-                          + o.response_format + "'"};
+        throw usage_error{"--response-format expects text or json, got '" +
+                          o.response_format + "'"};
     } else if (a == "--schema") {
       o.schema_file = value();
     } else if (a == "--stream") {
@@ -177,8 +192,7 @@ cli_options parse(int argc, char** argv) {
 /// Returns the contents of `path`.
 std::string read_file(const std::string& path) {
   std::ifstream in{path, std::ios::binary};
-  if (!in)
-    throw usage_error{"cannot open " + path};
+  if (!in) throw usage_error{"cannot open " + path};
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
@@ -188,8 +202,8 @@ std::string read_file(const std::string& path) {
 maritaca::json_schema read_schema(const cli_options& o) {
   auto s = maritaca::json_schema::parse(read_file(o.schema_file));
   if (!s)
-    throw usage_error{o.schema_file + ": "
-                      + maritaca::to_failure(s.error()).message};
+    throw usage_error{o.schema_file + ": " +
+                      maritaca::to_failure(s.error()).message};
   return std::move(*s);
 }
 
@@ -198,34 +212,34 @@ maritaca::model_config make_config(const cli_options& o,
                                    const std::string& base_url) {
   auto cfg = maritaca::model_config::from_env();
   cfg.base_url = base_url;
-  if (o.api_key)
-    cfg.api_key = *o.api_key;
+  if (o.api_key) cfg.api_key = *o.api_key;
   cfg.model = o.model;
   cfg.temperature = o.temperature;
   cfg.max_tokens = o.max_tokens;
   cfg.ca_file = o.ca_file;
   cfg.limits.max_concurrency = o.concurrency;
+  cfg.limits.cluster.join = o.cluster_join;
+  cfg.limits.cluster.fallback_concurrency = o.cluster_fallback;
   if (o.timeout_s) {
-    auto ms = std::chrono::milliseconds{
-      static_cast<int64_t>(*o.timeout_s * 1000)};
+    auto ms =
+        std::chrono::milliseconds{static_cast<int64_t>(*o.timeout_s * 1000)};
     cfg.timeouts.total = ms;
     cfg.timeouts.first_byte = std::min(cfg.timeouts.first_byte, ms);
     cfg.timeouts.idle = std::min(cfg.timeouts.idle, ms);
   }
-  if (o.max_retries)
-    cfg.retry.max_retries = *o.max_retries;
+  if (o.max_retries) cfg.retry.max_retries = *o.max_retries;
   if (!o.tools_file.empty()) {
     auto specs = maritaca::parse_tool_specs(read_file(o.tools_file));
     if (!specs)
-      throw usage_error{o.tools_file + ": "
-                        + maritaca::to_failure(specs.error()).message};
+      throw usage_error{o.tools_file + ": " +
+                        maritaca::to_failure(specs.error()).message};
     cfg.tools = std::move(*specs);
   }
   if (o.tool_choice) {
     auto choice = maritaca::parse_tool_choice(*o.tool_choice);
     if (!choice)
-      throw usage_error{"--tool-choice: "
-                        + maritaca::to_failure(choice.error()).message};
+      throw usage_error{"--tool-choice: " +
+                        maritaca::to_failure(choice.error()).message};
     cfg.tool_choice = std::move(*choice);
   }
   if (!o.schema_file.empty()) {
@@ -269,8 +283,7 @@ std::string to_json(const caf::error& err) {
   maritaca::api_error e;
   e.message = f.describe();
   e.type = std::string{maritaca::to_string(f.code)};
-  if (f.status != 0)
-    e.code = std::to_string(f.status);
+  if (f.status != 0) e.code = std::to_string(f.status);
   return maritaca::wire::encode_error(e);
 }
 
@@ -289,15 +302,13 @@ bool wants_json(const cli_options& o) {
 caf::expected<std::string> check_json(const maritaca::ai_message& msg,
                                       const cli_options& o) {
   auto doc = maritaca::json_document::parse(msg.content());
-  if (!doc)
-    return std::move(doc.error());
+  if (!doc) return std::move(doc.error());
   if (!o.schema_file.empty()) {
-    if (auto err = read_schema(o).check(*doc))
-      return err;
+    if (auto err = read_schema(o).check(*doc)) return err;
   } else if (doc->type() != maritaca::json_type::object) {
     return maritaca::make_error(maritaca::errc::protocol_error,
-                                "$: expected object, got "
-                                  + std::string{to_string(doc->type())});
+                                "$: expected object, got " +
+                                    std::string{to_string(doc->type())});
   }
   return doc->text();
 }
@@ -310,22 +321,18 @@ void print_tool_calls(const maritaca::ai_message& msg) {
 }
 
 int run_ask(const maritaca::chat_model& model, const cli_options& o) {
-  if (o.args.size() != 1)
-    throw usage_error{"ask expects exactly one PROMPT"};
+  if (o.args.size() != 1) throw usage_error{"ask expects exactly one PROMPT"};
   auto in = make_input(o, o.args[0]);
   if (o.stream) {
     auto chunks = model.stream(std::move(in));
     for (auto& chunk : chunks)
       std::cout << chunk.content << std::flush;
     auto& result = chunks.result();
-    if (!result)
-      return report(result.error());
-    if (o.json)
-      std::cout << '\n' << to_json(*result);
+    if (!result) return report(result.error());
+    if (o.json) std::cout << '\n' << to_json(*result);
     if (o.json || !result->content().empty() || result->tool_calls().empty())
       std::cout << std::endl;
-    if (!o.json && !result->tool_calls().empty())
-      print_tool_calls(*result);
+    if (!o.json && !result->tool_calls().empty()) print_tool_calls(*result);
     // The JSON went out as it came; say whether it fits.
     if (wants_json(o) && result->tool_calls().empty())
       if (auto checked = check_json(*result, o); !checked)
@@ -333,13 +340,11 @@ int run_ask(const maritaca::chat_model& model, const cli_options& o) {
     return 0;
   }
   auto result = model.invoke(std::move(in));
-  if (!result)
-    return report(result.error());
+  if (!result) return report(result.error());
   std::string json_text;
   if (wants_json(o) && result->tool_calls().empty()) {
     auto checked = check_json(*result, o);
-    if (!checked)
-      return report(checked.error());
+    if (!checked) return report(checked.error());
     json_text = std::move(*checked);
   }
   if (o.json) {
@@ -362,15 +367,13 @@ int run_batch(const maritaca::chat_model& model, const cli_options& o) {
   std::istream* in = &std::cin;
   if (o.args[0] != "-") {
     file.open(o.args[0]);
-    if (!file)
-      throw usage_error{"cannot open " + o.args[0]};
+    if (!file) throw usage_error{"cannot open " + o.args[0]};
     in = &file;
   }
   std::vector<std::future<maritaca::chat_model::result_type>> futures;
   std::string line;
   while (std::getline(*in, line)) {
-    if (!line.empty() && line.back() == '\r')
-      line.pop_back();
+    if (!line.empty() && line.back() == '\r') line.pop_back();
     futures.push_back(model.ainvoke(make_input(o, line)));
   }
   auto progress = isatty(STDERR_FILENO) != 0;
@@ -387,8 +390,7 @@ int run_batch(const maritaca::chat_model& model, const cli_options& o) {
       std::cerr << "\r[" << (i + 1) << "/" << futures.size() << "]"
                 << std::flush;
   }
-  if (progress)
-    std::cerr << std::endl;
+  if (progress) std::cerr << std::endl;
   std::cout << std::flush;
   return failures == 0 ? 0 : 1;
 }
@@ -400,14 +402,10 @@ int run_chat(const maritaca::chat_model& model, const cli_options& o) {
   auto interactive = isatty(STDIN_FILENO) != 0;
   std::string line;
   for (;;) {
-    if (interactive)
-      std::cout << "> " << std::flush;
-    if (!std::getline(std::cin, line))
-      break;
-    if (line.empty())
-      continue;
-    if (line == "/exit" || line == "/quit")
-      break;
+    if (interactive) std::cout << "> " << std::flush;
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) continue;
+    if (line == "/exit" || line == "/quit") break;
     if (line == "/clear") {
       session.clear();
       continue;
@@ -434,8 +432,7 @@ int run_chat(const maritaca::chat_model& model, const cli_options& o) {
 
 int run_models(const maritaca::chat_model& model) {
   auto result = model.models();
-  if (!result)
-    return report(result.error());
+  if (!result) return report(result.error());
   for (auto& m : *result)
     std::cout << m.id << '\n';
   std::cout << std::flush;
@@ -451,8 +448,8 @@ int main(int argc, char** argv) {
       (o.command.empty() ? std::cerr : std::cout) << usage_text;
       return o.command.empty() ? 2 : 0;
     }
-    if (o.command != "ask" && o.command != "batch" && o.command != "chat"
-        && o.command != "models")
+    if (o.command != "ask" && o.command != "batch" && o.command != "chat" &&
+        o.command != "models")
       throw usage_error{"unknown command '" + o.command + "'"};
     // Where to send: --base-url, else MARITACA_API_BASE, else the real
     // service when there is a key, else the bundled simulator.
@@ -478,6 +475,7 @@ int main(int argc, char** argv) {
     }
     caf::actor_system_config cfg;
     maritaca::configure(cfg);
+    if (!o.cluster_join.empty()) maritaca::configure_cluster(cfg);
     caf::actor_system sys{cfg};
     int rc = 0;
     {
