@@ -6,17 +6,20 @@
 //                           [--chunks K] [--ca-file F] [--warmup W]
 //   maritaca-bench sessions --count N
 //   maritaca-bench admit    --requests N --concurrency C
+//   maritaca-bench admission --requests N
 //
 // Every figure is printed as `name: value`, one per line. Everything goes
 // through chat_model and its dispatcher (the actor API), never internals.
 
 #include "maritaca/chat_model.hpp"
 #include "maritaca/error.hpp"
+#include "maritaca/limiter.hpp"
 #include "maritaca/session.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include <unistd.h>
@@ -51,6 +54,10 @@ commands:
   admit      N asks through the dispatcher, C at once, against a port
              that refuses connections (admission and failure paths only):
              asks/s
+  admission  N cluster admissions (acquire -> grant, then release) from
+             one node to a limiter on another over loopback, one at a
+             time, and the same in-process: remote_p50_us, remote_p99_us,
+             local_p50_us, local_p99_us
 
 options:
   --base-url URL            API base URL
@@ -528,6 +535,88 @@ int cmd_admit(options o) {
   return 0;
 }
 
+// -- admission
+// ------------------------------------------------------------------
+
+/// Times `n` admissions of `self` through `limiter`, one at a time: the
+/// round trip of an acquire and its grant (the release is one-way, sent
+/// before the next acquire). Returns the round trips in microseconds.
+std::vector<double> time_admissions(caf::scoped_actor& self,
+                                    const caf::actor& limiter, std::size_t n) {
+  std::vector<double> us;
+  us.reserve(n);
+  for (std::size_t i = 1; i <= n; ++i) {
+    auto t0 = clock_type::now();
+    self->send(limiter, maritaca::acquire_atom::value, uint64_t{i}, int64_t{0});
+    bool granted = false;
+    self->receive(
+        [&](maritaca::grant_atom, uint64_t, int64_t) { granted = true; },
+        caf::after(std::chrono::seconds{10}) >> [] {});
+    if (!granted) throw std::runtime_error("no grant within 10 s");
+    us.push_back(
+        std::chrono::duration<double, std::micro>(clock_type::now() - t0)
+            .count());
+    self->send(limiter, maritaca::release_atom::value, uint64_t{i}, int64_t{0});
+  }
+  std::sort(us.begin(), us.end());
+  return us;
+}
+
+double percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  auto i = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1));
+  return sorted[i];
+}
+
+int cmd_admission(const options& o) {
+  if (o.requests == 0) throw usage_error{"--requests must be at least 1"};
+  // Two nodes in one process: the limiter's and a client's, linked by
+  // CAF's middleman over loopback, as two processes would be.
+  caf::actor_system_config cfg_a;
+  maritaca::configure(cfg_a);
+  maritaca::configure_cluster(cfg_a);
+  caf::actor_system node_a{cfg_a};
+  caf::actor_system_config cfg_b;
+  maritaca::configure(cfg_b);
+  maritaca::configure_cluster(cfg_b);
+  caf::actor_system node_b{cfg_b};
+  maritaca::limiter_config lc;
+  lc.max_concurrency = 1;
+  auto limiter = maritaca::spawn_limiter(node_a, lc);
+  auto port = maritaca::publish_limiter(node_a, limiter, "127.0.0.1:0");
+  if (!port) {
+    std::cerr << "maritaca-bench: cannot publish the limiter: "
+              << node_a.render(port.error()) << std::endl;
+    return 1;
+  }
+  auto remote = node_b.middleman().remote_actor("127.0.0.1", *port);
+  if (!remote) {
+    std::cerr << "maritaca-bench: cannot reach the limiter: "
+              << node_b.render(remote.error()) << std::endl;
+    return 1;
+  }
+  auto warmup = o.warmup.value_or(std::min<std::size_t>(o.requests, 100));
+  std::vector<double> remote_us;
+  std::vector<double> local_us;
+  {
+    caf::scoped_actor client{node_b};
+    time_admissions(client, *remote, warmup);
+    remote_us = time_admissions(client, *remote, o.requests);
+  }
+  {
+    caf::scoped_actor client{node_a};
+    time_admissions(client, limiter, warmup);
+    local_us = time_admissions(client, limiter, o.requests);
+  }
+  std::printf("remote_p50_us: %.1f\n", percentile(remote_us, 0.5));
+  std::printf("remote_p99_us: %.1f\n", percentile(remote_us, 0.99));
+  std::printf("local_p50_us: %.1f\n", percentile(local_us, 0.5));
+  std::printf("local_p99_us: %.1f\n", percentile(local_us, 0.99));
+  std::fflush(stdout);
+  caf::anon_send_exit(limiter, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -541,6 +630,7 @@ int main(int argc, char** argv) {
     if (o.command == "stream") return cmd_stream(o);
     if (o.command == "sessions") return cmd_sessions(o);
     if (o.command == "admit") return cmd_admit(o);
+    if (o.command == "admission") return cmd_admission(o);
     if (o.command.empty()) throw usage_error{"no command"};
     throw usage_error{"unknown command " + o.command};
   } catch (const usage_error& e) {
