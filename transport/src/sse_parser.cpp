@@ -207,13 +207,13 @@ failure chunk_decoder::feed(std::string_view bytes,
       done_ = true;
       return {};
     }
-    if (wire::is_error_payload(ev.data)) {
-      failure_ =
-          make_failure(errc::server_error, wire::decode_error(ev.data).message);
-      return failure_;
-    }
     auto& chunk = out.emplace_back();
-    if (auto err = wire::decode_chunk(ev.data, chunk)) {
+    bool error_payload = false;
+    auto err = wire::decode_stream_chunk(ev.data, chunk, error_payload);
+    if (error_payload)
+      err =
+          make_failure(errc::server_error, wire::decode_error(ev.data).message);
+    if (err) {
       out.pop_back();
       failure_ = std::move(err);
       return failure_;

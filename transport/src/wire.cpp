@@ -8,7 +8,9 @@
 // Decoding parses into a DOM whose memory comes from a buffer on the C++
 // stack (heap chunks only for large documents), under a nesting limit, then
 // walks the DOM once per object, dispatching on member names. Every type
-// check names the field path in its failure.
+// check names the field path in its failure. Stream chunks, the hot path,
+// are decoded by SAX straight into the chunk (`chunk_handler`) and go
+// through the DOM only when that fails, for the failure's message.
 
 #include "maritaca/transport/wire.hpp"
 
@@ -30,6 +32,7 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -1388,6 +1391,658 @@ bool reader::model(const value& x, const path& p, model_info& out) {
   return has_id || missing(p / "id");
 }
 
+/// Parses a strict subset of JSON into SAX events for `Handler`, without
+/// RapidJSON: strings without `\u` escapes or control characters, integers
+/// of at most 18 digits without fraction or exponent, nesting of at most 32
+/// levels, well-formed UTF-8 (ASCII outside strings). Within that subset it
+/// emits exactly the events `sax_parse` would (numbers as `Int64`, strings
+/// unescaped in place in `p`), so a handler fills its result the same way.
+/// Returns false for anything else (or when the handler refuses an event):
+/// the caller then takes the general path, which also names the failure.
+/// Stream chunks are almost always inside the subset.
+template <class Handler>
+class fast_reader {
+public:
+  fast_reader(char* p, char* end, Handler& handler)
+      : p_(p), end_(end), h_(handler) {
+    // Nothing else.
+  }
+
+  /// Parses the whole text: one value, whitespace around it.
+  bool parse() { return skip_ws() && value(0) && (skip_ws(), p_ == end_); }
+
+private:
+  static constexpr unsigned max_fast_depth = 32;
+
+  /// Skips whitespace; returns whether a byte follows.
+  bool skip_ws() noexcept {
+    while (p_ < end_ &&
+           (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
+      ++p_;
+    return p_ < end_;
+  }
+
+  /// Marks the bytes of `w` (read little-endian) that are a quote, a
+  /// backslash, a control character or not ASCII: the bytes a string scan
+  /// must look at one by one. The lowest mark is exact (a borrow can only
+  /// mark bytes above a true one).
+  static uint64_t special(uint64_t w) noexcept {
+    constexpr uint64_t ones = 0x0101010101010101u;
+    constexpr uint64_t highs = 0x8080808080808080u;
+    auto zero_byte = [](uint64_t v) { return (v - ones) & ~v & highs; };
+    return zero_byte(w ^ (ones * '"')) | zero_byte(w ^ (ones * '\\')) |
+           ((w - ones * 0x20) & ~w & highs) | (w & highs);
+  }
+
+  /// Reads the string at `p_` (an opening quote), unescaping it in place
+  /// and checking its UTF-8.
+  bool string(const char*& s, rj::SizeType& n) noexcept {
+    char* in = ++p_;
+    char* out = in;
+    s = in;
+    for (;;) {
+      // Plain bytes eight at a time (moved only once an escape shifted
+      // the text).
+      while (std::endian::native == std::endian::little && end_ - in >= 8) {
+        uint64_t w;
+        std::memcpy(&w, in, 8);
+        auto marks = special(w);
+        auto plain = marks == 0 ? 8 : std::countr_zero(marks) / 8;
+        if (out != in) std::memmove(out, in, static_cast<size_t>(plain));
+        in += plain;
+        out += plain;
+        if (plain < 8) break;
+      }
+      if (in == end_) return false;
+      auto c = static_cast<unsigned char>(*in);
+      if (c == '"') break;
+      if (c < 0x20) return false;
+      if (c >= 0x80) {
+        auto len = utf8_sequence(reinterpret_cast<unsigned char*>(in),
+                                 static_cast<size_t>(end_ - in));
+        if (len == 0) return false;
+        std::memmove(out, in, len);
+        in += len;
+        out += len;
+        continue;
+      }
+      if (c == '\\') {
+        if (++in == end_) return false;
+        switch (*in) {
+        case '"':
+        case '\\':
+        case '/':
+          c = static_cast<unsigned char>(*in);
+          break;
+        case 'b':
+          c = '\b';
+          break;
+        case 'f':
+          c = '\f';
+          break;
+        case 'n':
+          c = '\n';
+          break;
+        case 'r':
+          c = '\r';
+          break;
+        case 't':
+          c = '\t';
+          break;
+        default:
+          return false; // \u escapes (and errors) take the general path
+        }
+      }
+      *out++ = static_cast<char>(c);
+      ++in;
+    }
+    n = static_cast<rj::SizeType>(out - s);
+    p_ = in + 1;
+    return true;
+  }
+
+  bool literal(std::string_view word) noexcept {
+    if (static_cast<size_t>(end_ - p_) < word.size() ||
+        std::memcmp(p_, word.data(), word.size()) != 0)
+      return false;
+    p_ += word.size();
+    return true;
+  }
+
+  bool number() {
+    bool minus = *p_ == '-';
+    if (minus) ++p_;
+    auto first = p_;
+    int64_t x = 0;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+      x = x * 10 + (*p_ - '0');
+      ++p_;
+      if (p_ - first > 18) return false;
+    }
+    auto digits = p_ - first;
+    if (digits == 0 || (digits > 1 && *first == '0')) return false;
+    if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) return false;
+    return h_.Int64(minus ? -x : x);
+  }
+
+  bool value(unsigned depth) {
+    switch (*p_) {
+    case '{':
+      return object(depth + 1);
+    case '[':
+      return array(depth + 1);
+    case '"': {
+      const char* s = nullptr;
+      rj::SizeType n = 0;
+      return string(s, n) && h_.String(s, n, false);
+    }
+    case 't':
+      return literal("true") && h_.Bool(true);
+    case 'f':
+      return literal("false") && h_.Bool(false);
+    case 'n':
+      return literal("null") && h_.Null();
+    default:
+      if (*p_ == '-' || (*p_ >= '0' && *p_ <= '9')) return number();
+      return false;
+    }
+  }
+
+  bool object(unsigned depth) {
+    if (depth > max_fast_depth || !h_.StartObject()) return false;
+    ++p_;
+    if (!skip_ws()) return false;
+    rj::SizeType members = 0;
+    if (*p_ == '}') {
+      ++p_;
+      return h_.EndObject(0);
+    }
+    for (;;) {
+      if (*p_ != '"') return false;
+      const char* s = nullptr;
+      rj::SizeType n = 0;
+      if (!string(s, n) || !h_.Key(s, n, false)) return false;
+      if (!skip_ws() || *p_ != ':') return false;
+      ++p_;
+      if (!skip_ws() || !value(depth)) return false;
+      ++members;
+      if (!skip_ws()) return false;
+      if (*p_ == '}') {
+        ++p_;
+        return h_.EndObject(members);
+      }
+      if (*p_ != ',') return false;
+      ++p_;
+      if (!skip_ws()) return false;
+    }
+  }
+
+  bool array(unsigned depth) {
+    if (depth > max_fast_depth || !h_.StartArray()) return false;
+    ++p_;
+    if (!skip_ws()) return false;
+    rj::SizeType elements = 0;
+    if (*p_ == ']') {
+      ++p_;
+      return h_.EndArray(0);
+    }
+    for (;;) {
+      if (!value(depth)) return false;
+      ++elements;
+      if (!skip_ws()) return false;
+      if (*p_ == ']') {
+        ++p_;
+        return h_.EndArray(elements);
+      }
+      if (*p_ != ',') return false;
+      ++p_;
+      if (!skip_ws()) return false;
+    }
+  }
+
+  char* p_;
+  char* end_;
+  Handler& h_;
+};
+
+// -- stream chunks by SAX -----------------------------------------------------
+
+/// Decodes a stream chunk straight from the parser's events into a
+/// `completion_chunk`: no DOM, no second walk. It accepts what
+/// `reader::chunk` accepts and fills `out` the same way (members in document
+/// order, so duplicates end as they do there). Any event it does not expect
+/// there (a mistyped member, a non-null top-level `error`, a missing
+/// `choices`) stops the parse; the caller then decodes again through the DOM
+/// `reader`, whose failure message and precedence of failures stay the
+/// reference.
+class chunk_handler {
+public:
+  explicit chunk_handler(completion_chunk& out) : out_(out) {
+    // Nothing else.
+  }
+
+  /// Whether the whole chunk was accepted.
+  bool complete() const noexcept {
+    return at_ == ctx::done && (has_choices_ || out_.usage.has_value());
+  }
+
+  bool Null() {
+    if (ignored()) return scalar();
+    switch (field_) {
+    case fld::id:
+    case fld::model:
+    case fld::role:
+    case fld::content:
+    case fld::finish_reason:
+    case fld::call_id:
+    case fld::call_type:
+    case fld::name:
+    case fld::arguments:
+      target().clear();
+      return scalar();
+    case fld::total_tokens:
+      has_total_ = false;
+      return scalar();
+    case fld::created:
+    case fld::choice_index:
+    case fld::call_index:
+    case fld::prompt_tokens:
+    case fld::completion_tokens:
+    case fld::cached_tokens:
+    case fld::delta:
+    case fld::tool_calls:
+    case fld::function:
+    case fld::details:
+      return scalar(); // null keeps the value, or means "none"
+    case fld::usage:
+      out_.usage.reset();
+      return scalar();
+    default:
+      return false;
+    }
+  }
+
+  bool Bool(bool) { return ignored() && scalar(); }
+  bool Int(int x) { return Int64(x); }
+  bool Uint(unsigned x) { return Int64(x); }
+
+  bool Int64(int64_t x) {
+    if (ignored()) return scalar();
+    auto* p = integer_target();
+    if (p == nullptr) return false;
+    *p = x;
+    if (field_ == fld::total_tokens) has_total_ = true;
+    return scalar();
+  }
+
+  bool Uint64(uint64_t) { return ignored() && scalar(); }
+
+  bool Double(double d) {
+    if (ignored()) return scalar();
+    auto* p = integer_target();
+    if (p == nullptr) return false;
+    bool in_range = d >= -9.2e18 && d <= 9.2e18;
+    // `created` truncates; integers must be integral.
+    if (!in_range || (field_ != fld::created && d != std::trunc(d)))
+      return false;
+    *p = static_cast<int64_t>(d);
+    if (field_ == fld::total_tokens) has_total_ = true;
+    return scalar();
+  }
+
+  bool RawNumber(const char*, rj::SizeType, bool) {
+    return false; // depth_limited converts numbers
+  }
+
+  bool String(const char* s, rj::SizeType n, bool) {
+    if (ignored()) return scalar();
+    switch (field_) {
+    case fld::id:
+    case fld::model:
+    case fld::role:
+    case fld::content:
+    case fld::finish_reason:
+    case fld::call_id:
+    case fld::call_type:
+    case fld::name:
+    case fld::arguments:
+      target().assign(s, n);
+      return scalar();
+    default:
+      return false;
+    }
+  }
+
+  bool Key(const char* s, rj::SizeType n, bool) {
+    if (skip_ > 0) return true;
+    std::string_view k{s, n};
+    field_ = fld::ignore;
+    switch (at_) {
+    case ctx::root:
+      if (k == "choices")
+        field_ = fld::choices;
+      else if (k == "id")
+        field_ = fld::id;
+      else if (k == "model")
+        field_ = fld::model;
+      else if (k == "created")
+        field_ = fld::created;
+      else if (k == "usage")
+        field_ = fld::usage;
+      else if (k == "error")
+        return false; // the DOM reader (or is_error_payload) decides
+      break;
+    case ctx::choice:
+      if (k == "delta")
+        field_ = fld::delta;
+      else if (k == "index")
+        field_ = fld::choice_index;
+      else if (k == "finish_reason")
+        field_ = fld::finish_reason;
+      break;
+    case ctx::delta:
+      if (k == "content")
+        field_ = fld::content;
+      else if (k == "role")
+        field_ = fld::role;
+      else if (k == "tool_calls")
+        field_ = fld::tool_calls;
+      break;
+    case ctx::call:
+      if (k == "index")
+        field_ = fld::call_index;
+      else if (k == "id")
+        field_ = fld::call_id;
+      else if (k == "type")
+        field_ = fld::call_type;
+      else if (k == "function")
+        field_ = fld::function;
+      break;
+    case ctx::function:
+      // Only the first `name` and `arguments` count (as `find` does).
+      if (k == "name" && !seen_name_) {
+        seen_name_ = true;
+        field_ = fld::name;
+      } else if (k == "arguments" && !seen_arguments_) {
+        seen_arguments_ = true;
+        field_ = fld::arguments;
+      }
+      break;
+    case ctx::usage:
+      if (k == "prompt_tokens")
+        field_ = fld::prompt_tokens;
+      else if (k == "completion_tokens")
+        field_ = fld::completion_tokens;
+      else if (k == "total_tokens")
+        field_ = fld::total_tokens;
+      else if (k == "prompt_tokens_details")
+        field_ = fld::details;
+      break;
+    case ctx::details:
+      if (k == "cached_tokens" && !seen_cached_) {
+        seen_cached_ = true;
+        field_ = fld::cached_tokens;
+      }
+      break;
+    default:
+      return false;
+    }
+    return true;
+  }
+
+  bool StartObject() {
+    if (skip_ > 0 || field_ == fld::ignore) return start_skip();
+    switch (at_) {
+    case ctx::start:
+      out_.id.clear();
+      out_.model.clear();
+      out_.created = 0;
+      out_.usage.reset();
+      return enter(ctx::root);
+    case ctx::choices: {
+      auto j = choice_count_++;
+      if (j < out_.choices.size()) {
+        auto& c = out_.choices[j];
+        c.role.clear();
+        c.content.clear();
+        c.tool_calls.clear();
+        c.finish_reason.clear();
+      } else {
+        out_.choices.emplace_back();
+      }
+      choice_ = &out_.choices[j];
+      choice_->index = static_cast<int64_t>(j);
+      return enter(ctx::choice);
+    }
+    case ctx::calls: {
+      auto j = call_count_++;
+      if (j < choice_->tool_calls.size())
+        choice_->tool_calls[j] = tool_call_delta{};
+      else
+        choice_->tool_calls.emplace_back();
+      call_ = &choice_->tool_calls[j];
+      call_->index = static_cast<int64_t>(j);
+      return enter(ctx::call);
+    }
+    default:
+      break;
+    }
+    switch (field_) {
+    case fld::usage:
+      out_.usage.emplace();
+      has_total_ = false;
+      return enter(ctx::usage);
+    case fld::delta:
+      return enter(ctx::delta);
+    case fld::function:
+      seen_name_ = false;
+      seen_arguments_ = false;
+      return enter(ctx::function);
+    case fld::details:
+      seen_cached_ = false;
+      return enter(ctx::details);
+    default:
+      return false;
+    }
+  }
+
+  bool EndObject(rj::SizeType) {
+    if (skip_ > 0) return end_skip();
+    switch (at_) {
+    case ctx::root:
+      at_ = ctx::done;
+      if (!has_choices_) out_.choices.clear();
+      return true;
+    case ctx::choice:
+      return leave(ctx::choices);
+    case ctx::call:
+      return leave(ctx::calls);
+    case ctx::delta:
+      return leave(ctx::choice);
+    case ctx::function:
+      return leave(ctx::call);
+    case ctx::usage: {
+      // Some servers leave the sum out.
+      auto& u = *out_.usage;
+      if (!has_total_) u.total_tokens = u.prompt_tokens + u.completion_tokens;
+      return leave(ctx::root);
+    }
+    case ctx::details:
+      return leave(ctx::usage);
+    default:
+      return false;
+    }
+  }
+
+  bool StartArray() {
+    if (skip_ > 0 || field_ == fld::ignore) return start_skip();
+    if (field_ == fld::choices) {
+      has_choices_ = true;
+      choice_count_ = 0;
+      return enter(ctx::choices);
+    }
+    if (field_ == fld::tool_calls) {
+      call_count_ = 0;
+      return enter(ctx::calls);
+    }
+    return false;
+  }
+
+  bool EndArray(rj::SizeType) {
+    if (skip_ > 0) return end_skip();
+    if (at_ == ctx::choices) {
+      out_.choices.resize(choice_count_);
+      return leave(ctx::root);
+    }
+    if (at_ == ctx::calls) {
+      choice_->tool_calls.resize(call_count_);
+      return leave(ctx::delta);
+    }
+    return false;
+  }
+
+private:
+  /// Where the parser is.
+  enum class ctx : uint8_t {
+    start,
+    root,
+    choices,
+    choice,
+    delta,
+    calls,
+    call,
+    function,
+    usage,
+    details,
+    done,
+  };
+
+  /// What the next value is (after a key).
+  enum class fld : uint8_t {
+    none,
+    ignore,
+    id,
+    created,
+    model,
+    usage,
+    choices,
+    choice_index,
+    delta,
+    finish_reason,
+    role,
+    content,
+    tool_calls,
+    call_index,
+    call_id,
+    call_type,
+    function,
+    name,
+    arguments,
+    prompt_tokens,
+    completion_tokens,
+    total_tokens,
+    details,
+    cached_tokens,
+  };
+
+  /// Whether the current value goes nowhere (inside an unknown member).
+  bool ignored() const noexcept { return skip_ > 0 || field_ == fld::ignore; }
+
+  /// A scalar value ended. Inside arrays we read, a scalar element is a
+  /// type error.
+  bool scalar() {
+    if (skip_ > 0) return true;
+    if (at_ == ctx::choices || at_ == ctx::calls || at_ == ctx::start)
+      return false;
+    field_ = fld::none;
+    return true;
+  }
+
+  bool start_skip() {
+    if (skip_ == 0 &&
+        (at_ == ctx::choices || at_ == ctx::calls || at_ == ctx::start))
+      return false;
+    ++skip_;
+    return true;
+  }
+
+  bool end_skip() {
+    if (--skip_ == 0) field_ = fld::none;
+    return true;
+  }
+
+  bool enter(ctx c) {
+    at_ = c;
+    field_ = fld::none;
+    return true;
+  }
+
+  bool leave(ctx parent) {
+    at_ = parent;
+    field_ = fld::none;
+    return true;
+  }
+
+  std::string& target() {
+    switch (field_) {
+    case fld::id:
+      return out_.id;
+    case fld::model:
+      return out_.model;
+    case fld::role:
+      return choice_->role;
+    case fld::content:
+      return choice_->content;
+    case fld::finish_reason:
+      return choice_->finish_reason;
+    case fld::call_id:
+      return call_->id;
+    case fld::call_type:
+      return call_->type;
+    case fld::name:
+      return call_->name;
+    default:
+      return call_->arguments;
+    }
+  }
+
+  int64_t* integer_target() {
+    switch (field_) {
+    case fld::created:
+      return &out_.created;
+    case fld::choice_index:
+      return &choice_->index;
+    case fld::call_index:
+      return &call_->index;
+    case fld::prompt_tokens:
+      return &out_.usage->prompt_tokens;
+    case fld::completion_tokens:
+      return &out_.usage->completion_tokens;
+    case fld::total_tokens:
+      return &out_.usage->total_tokens;
+    case fld::cached_tokens:
+      return &out_.usage->cached_tokens;
+    default:
+      return nullptr;
+    }
+  }
+
+  completion_chunk& out_;
+  chunk_choice* choice_ = nullptr;
+  tool_call_delta* call_ = nullptr;
+  size_t choice_count_ = 0;
+  size_t call_count_ = 0;
+  /// Depth inside an ignored object or array.
+  unsigned skip_ = 0;
+  ctx at_ = ctx::start;
+  fld field_ = fld::none;
+  bool has_choices_ = false;
+  bool has_total_ = false;
+  bool seen_name_ = false;
+  bool seen_arguments_ = false;
+  bool seen_cached_ = false;
+};
+
 /// Renders FastAPI's validation errors (`[{"loc": [...], "msg": ...}]`) as
 /// `body.messages: field required; ...`, anything else as compact JSON.
 std::string render_detail(const value& x) {
@@ -1785,7 +2440,44 @@ std::string encode_chunk(const completion_chunk& x) {
   return out;
 }
 
+namespace {
+
+/// Decodes `json` by SAX into `out`: first with `fast_reader`, then with
+/// RapidJSON. Returns false when neither accepted it (the DOM reader then
+/// tells why). Never accepts a document with a top-level `error` member.
+bool decode_chunk_sax(std::string_view json, completion_chunk& out) {
+  char buffer[1024];
+  text_copy text{json, buffer, sizeof(buffer)};
+  {
+    auto skipped = json.size() - without_bom(json).size();
+    chunk_handler handler{out};
+    fast_reader fast{text.data() + skipped, text.data() + json.size(), handler};
+    if (fast.parse() && handler.complete()) return true;
+  }
+  // The subset parser may have unescaped strings in place.
+  std::memcpy(text.data(), json.data(), json.size());
+  alignas(16) char stack_buffer[1024];
+  pool stack(stack_buffer, sizeof(stack_buffer));
+  chunk_handler handler{out};
+  return !sax_parse(json, text.data(), handler, stack) && handler.complete();
+}
+
+} // namespace
+
+failure decode_stream_chunk(std::string_view json, completion_chunk& out,
+                            bool& error_payload) {
+  error_payload = false;
+  if (decode_chunk_sax(json, out)) return {};
+  if (is_error_payload(json)) {
+    error_payload = true;
+    return {};
+  }
+  return decode_chunk(json, out);
+}
+
 failure decode_chunk(std::string_view json, completion_chunk& out) {
+  if (decode_chunk_sax(json, out)) return {};
+  // Something is off: the DOM reader names it.
   parsed_document<1024, 4096, 2048> doc;
   if (auto err = doc.parse(json)) return err;
   reader r;

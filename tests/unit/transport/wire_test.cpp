@@ -1106,3 +1106,58 @@ TEST_CASE("decoders and encoders run concurrently") {
     th.join();
   CHECK(mismatches == std::vector<int>(4, 0));
 }
+
+TEST_CASE("chunks decode alike on the fast and the general path") {
+  // The fast path takes strings without \u escapes and plain integers; the
+  // others go through RapidJSON. Both must give the same chunk.
+  auto decode = [](const std::string& json) {
+    completion_chunk c;
+    auto err = wire::decode_chunk(json, c);
+    REQUIRE_FALSE(err);
+    return c;
+  };
+  SECTION("escapes that shift the text, long and short strings") {
+    auto text = "line one\nline two\t\"quoted\" back\\slash / ção "s;
+    auto fast = decode(R"({"id":"abcdefghijklmnopqrstuvwxyz0123456789",)"
+                       R"("choices":[{"delta":{"content":)"
+                       R"("line one\nline two\t\"quoted\" back\\slash \/ )"
+                       "\xC3\xA7\xC3\xA3o "
+                       R"("}}]})");
+    auto general = decode(R"({"id":"abcdefghijklmnopqrstuvwxyz0123456789",)"
+                          R"("choices":[{"delta":{"content":)"
+                          R"("line one\u000aline two\t\"quoted\" back\\slash )"
+                          R"(/ \u00e7\u00e3o "}}]})");
+    CHECK(fast.choices.at(0).content == text);
+    CHECK(fast == general);
+  }
+  SECTION("numbers outside the fast subset") {
+    auto a = decode(R"({"created":1.7e9,"choices":[{"index":2.0}]})");
+    auto b = decode(R"({"created":1700000000,"choices":[{"index":2}]})");
+    CHECK(a == b);
+    CHECK(a.choices.at(0).index == 2);
+  }
+  SECTION("duplicate members end as in the DOM") {
+    auto c = decode(
+        R"({"choices":[{"index":0},{"index":1}],"choices":[{"delta":)"
+        R"({"tool_calls":[{"function":{"name":"f","name":"g",)"
+        R"("arguments":"{}"}}]}}],"usage":{"prompt_tokens":1,)"
+        R"("prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2}}})");
+    REQUIRE(c.choices.size() == 1);
+    CHECK(c.choices[0].tool_calls.at(0).name == "f");
+    CHECK(c.usage == usage{1, 0, 1, 1});
+  }
+  SECTION("error payloads are told apart in one pass") {
+    completion_chunk c;
+    bool error_payload = false;
+    CHECK_FALSE(wire::decode_stream_chunk(R"({"error":{"message":"boom"}})", c,
+                                          error_payload));
+    CHECK(error_payload);
+    CHECK_FALSE(wire::decode_stream_chunk(R"({"error":null,"choices":[]})", c,
+                                          error_payload));
+    CHECK_FALSE(error_payload);
+    auto err = wire::decode_stream_chunk(R"({"choices":1})", c, error_payload);
+    CHECK_FALSE(error_payload);
+    CHECK(err.code == errc::protocol_error);
+    CHECK(err.message == wire::decode_chunk(R"({"choices":1})", c).message);
+  }
+}
