@@ -273,3 +273,34 @@ TEST_CASE("the gateway refuses to both hold and join a limiter") {
   child_process bad{{bin_path("maritaca-gateway"), "--cluster-join", "nohost"}};
   CHECK(bad.wait() == 2);
 }
+
+TEST_CASE("a gateway can hold the limiter that another gateway joins") {
+  sim_process sim{{"--token-delay-ms", "10"}};
+  auto cluster = "127.0.0.1:" + std::to_string(free_port());
+  child_process holder{{bin_path("maritaca-gateway"), "--listen", "127.0.0.1:0",
+                        "--upstream", sim.base_url(), "--cluster-listen",
+                        cluster, "--cluster-concurrency", "2"},
+                       "http"};
+  child_process joiner{{bin_path("maritaca-gateway"), "--listen", "127.0.0.1:0",
+                        "--upstream", sim.base_url(), "--cluster-join",
+                        cluster},
+                       "http"};
+  int ports[] = {port_of(holder), port_of(joiner)};
+  for (int port : ports)
+    REQUIRE(eventually([&] { return gateway_joined(port); }));
+  test::reset_stats(sim);
+  outcomes out;
+  std::vector<std::thread> clients;
+  for (int port : ports)
+    for (int t = 0; t < 4; ++t)
+      clients.emplace_back([&, port, t] {
+        for (int i = 0; i < 2; ++i)
+          ask_gateway(port, t * 10 + i, out);
+      });
+  for (auto& t : clients)
+    t.join();
+  CHECK(out.answered == 16);
+  auto s = test::read_stats(sim);
+  CHECK(s.max_in_flight >= 1);
+  CHECK(s.max_in_flight <= 2);
+}
