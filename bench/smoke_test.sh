@@ -44,4 +44,6 @@ out=$(timeout 20 "$bench" sessions --count 1000)
 expect "$out" bytes_per_session
 out=$(timeout 20 "$bench" admit --requests 20 --concurrency 4)
 expect "$out" 'asks/s' failed
+out=$(timeout 20 "$bench" admission --requests 20 --warmup 2)
+expect "$out" remote_p50_us remote_p99_us local_p50_us local_p99_us
 exit $fail
