@@ -77,39 +77,41 @@ struct chat_model::runtime {
   }
 };
 
-chat_model::chat_model(model_config cfg) : config_(std::move(cfg)) {
+chat_model::chat_model(model_config cfg)
+    : config_(std::make_shared<const model_config>(std::move(cfg))) {
   rt_ = std::make_shared<runtime>();
   rt_->own_cfg = std::make_unique<caf::actor_system_config>();
   configure(*rt_->own_cfg);
-  if (config_.limits.cluster.enabled()) configure_cluster(*rt_->own_cfg);
+  if (config_->limits.cluster.enabled()) configure_cluster(*rt_->own_cfg);
   rt_->own_sys = std::make_unique<caf::actor_system>(*rt_->own_cfg);
   rt_->sys = rt_->own_sys.get();
-  rt_->start(config_);
+  rt_->start(*config_);
 }
 
 chat_model::chat_model(caf::actor_system& sys, model_config cfg)
-    : config_(std::move(cfg)) {
+    : config_(std::make_shared<const model_config>(std::move(cfg))) {
   rt_ = std::make_shared<runtime>();
   rt_->sys = &sys;
-  rt_->start(config_);
+  rt_->start(*config_);
 }
 
 chat_model::chat_model(std::shared_ptr<runtime> rt, model_config cfg)
-    : rt_(std::move(rt)), config_(std::move(cfg)) {
+    : rt_(std::move(rt)),
+      config_(std::make_shared<const model_config>(std::move(cfg))) {
   // nop
 }
 
 chat_model chat_model::with_config(model_config cfg) const {
   // Endpoint and limits belong to the shared runtime.
-  cfg.base_url = config_.base_url;
-  cfg.api_key = config_.api_key;
-  cfg.limits = config_.limits;
+  cfg.base_url = config_->base_url;
+  cfg.api_key = config_->api_key;
+  cfg.limits = config_->limits;
   return chat_model{rt_, std::move(cfg)};
 }
 
 chat_model chat_model::bind_tools(std::vector<tool_spec> tools,
                                   std::optional<tool_choice> choice) const {
-  auto cfg = config_;
+  auto cfg = *config_;
   cfg.tools = std::move(tools);
   cfg.tool_choice = std::move(choice);
   return chat_model{rt_, std::move(cfg)};
@@ -140,17 +142,17 @@ void chat_model::shutdown() const {
 
 chat_request chat_model::make_request(input in) const {
   chat_request req;
-  req.model = config_.model;
+  req.model = config_->model;
   req.messages = std::move(in.messages);
-  req.temperature = config_.temperature;
-  req.top_p = config_.top_p;
-  req.max_tokens = config_.max_tokens;
-  req.stop = config_.stop;
-  req.frequency_penalty = config_.frequency_penalty;
-  req.presence_penalty = config_.presence_penalty;
-  req.tools = config_.tools;
-  req.tool_choice = config_.tool_choice;
-  req.response_format = config_.response_format;
+  req.temperature = config_->temperature;
+  req.top_p = config_->top_p;
+  req.max_tokens = config_->max_tokens;
+  req.stop = config_->stop;
+  req.frequency_penalty = config_->frequency_penalty;
+  req.presence_penalty = config_->presence_penalty;
+  req.tools = config_->tools;
+  req.tool_choice = config_->tool_choice;
+  req.response_format = config_->response_format;
   return req;
 }
 
@@ -158,10 +160,10 @@ ask chat_model::make_ask(input in, std::vector<caf::actor> subscribers) const {
   ask x;
   x.id = next_request_id();
   x.body = make_request(std::move(in));
-  x.options.timeouts = config_.timeouts;
-  x.options.retry = config_.retry;
-  x.options.stream_window = config_.stream_window;
-  x.options.headers = config_.extra_headers;
+  x.options.timeouts = config_->timeouts;
+  x.options.retry = config_->retry;
+  x.options.stream_window = config_->stream_window;
+  x.options.headers = config_->extra_headers;
   x.subscribers = std::move(subscribers);
   x.body.stream = !x.subscribers.empty();
   return x;
@@ -173,7 +175,7 @@ ask chat_model::make_ask(input in, std::vector<caf::actor> subscribers) const {
 chat_model::result_type chat_model::invoke(input in) const {
   caf::scoped_actor self{system()};
   result_type result{make_error(errc::cancelled, "no answer")};
-  self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+  self->request(dispatcher(), config_->ask_timeout, ask_atom::value,
                 make_ask(std::move(in)))
       .receive([&](ai_message& msg) { result = std::move(msg); },
                [&](caf::error& err) { result = std::move(err); });
@@ -187,12 +189,12 @@ chat_model::batch(std::vector<input> ins) const {
   // dispatcher's limit decides how many run.
   std::vector<result_type> results;
   results.reserve(ins.size());
-  std::vector<decltype(self->request(dispatcher(), config_.ask_timeout,
+  std::vector<decltype(self->request(dispatcher(), config_->ask_timeout,
                                      ask_atom::value, std::declval<ask>()))>
       pending;
   pending.reserve(ins.size());
   for (auto& in : ins)
-    pending.push_back(self->request(dispatcher(), config_.ask_timeout,
+    pending.push_back(self->request(dispatcher(), config_->ask_timeout,
                                     ask_atom::value, make_ask(std::move(in))));
   for (auto& h : pending) {
     result_type r{make_error(errc::cancelled, "no answer")};
@@ -207,7 +209,7 @@ caf::expected<std::vector<model_info>> chat_model::models() const {
   caf::scoped_actor self{system()};
   caf::expected<std::vector<model_info>> result{
       make_error(errc::cancelled, "no answer")};
-  self->request(dispatcher(), config_.ask_timeout, models_atom::value)
+  self->request(dispatcher(), config_->ask_timeout, models_atom::value)
       .receive([&](std::vector<model_info>& xs) { result = std::move(xs); },
                [&](caf::error& err) { result = std::move(err); });
   return result;
@@ -224,7 +226,7 @@ std::future<chat_model::result_type> chat_model::ainvoke(input in) const {
   auto prom = std::make_shared<std::promise<result_type>>();
   auto fut = prom->get_future();
   auto disp = dispatcher();
-  auto timeout = config_.ask_timeout;
+  auto timeout = config_->ask_timeout;
   // A small actor per future: it asks, then fulfils the promise and ends.
   system().spawn([prom, disp, timeout,
                   x = make_ask(std::move(in))](caf::event_based_actor* self) {
@@ -256,7 +258,7 @@ void chat_model::abatch(caf::event_based_actor* self, std::vector<input> ins,
     if (--c->missing == 0) c->done(std::move(c->results));
   };
   for (std::size_t i = 0; i < n; ++i)
-    self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+    self->request(dispatcher(), config_->ask_timeout, ask_atom::value,
                   make_ask(std::move(ins[i])))
         .then([=](ai_message& msg) { finish_one(i, std::move(msg)); },
               [=](caf::error& err) { finish_one(i, std::move(err)); });

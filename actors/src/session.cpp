@@ -7,7 +7,7 @@
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include <deque>
+#include <list>
 
 namespace maritaca {
 
@@ -21,8 +21,7 @@ int64_t estimate_tokens(const chat_message& msg) {
 }
 
 void trim_history(std::vector<chat_message>& history, int64_t budget) {
-  if (budget <= 0 || history.empty())
-    return;
+  if (budget <= 0 || history.empty()) return;
   int64_t total = 0;
   for (auto& m : history)
     total += estimate_tokens(m);
@@ -34,8 +33,8 @@ void trim_history(std::vector<chat_message>& history, int64_t budget) {
     ++drop;
   }
   // Never leave a tool answer without the assistant message that asked.
-  while (first + drop + 1 < history.size()
-         && history[first + drop].role == "tool")
+  while (first + drop + 1 < history.size() &&
+         history[first + drop].role == "tool")
     ++drop;
   history.erase(history.begin() + static_cast<std::ptrdiff_t>(first),
                 history.begin() + static_cast<std::ptrdiff_t>(first + drop));
@@ -52,8 +51,7 @@ std::string save_history(const std::string& model,
 failure load_history(std::string_view json,
                      std::vector<chat_message>& history) {
   chat_request req;
-  if (auto err = wire::decode_request(json, req))
-    return err;
+  if (auto err = wire::decode_request(json, req)) return err;
   history = std::move(req.messages);
   return {};
 }
@@ -70,10 +68,14 @@ struct queued_ask {
 };
 
 struct session_state {
+  /// A copy of the handle: it shares the runtime and the settings (no copy
+  /// of `model_config` per session).
   std::optional<chat_model> model;
   session_config cfg;
   std::vector<chat_message> history;
-  std::deque<queued_ask> queue;
+  /// A list: unlike std::deque, an empty one allocates nothing, and most
+  /// sessions sit idle.
+  std::list<queued_ask> queue;
   bool busy = false;
   /// History length before the running ask's input was appended (to roll
   /// back when the ask fails).
@@ -84,8 +86,7 @@ struct session_state {
   ~session_state() {
     auto err = make_error(errc::cancelled, "the session ended");
     for (auto& q : queue) {
-      if (q.subscriber)
-        caf::anon_send(q.subscriber, stream_failed{q.id, err});
+      if (q.subscriber) caf::anon_send(q.subscriber, stream_failed{q.id, err});
       q.rp.deliver(err);
     }
   }
@@ -93,8 +94,7 @@ struct session_state {
   static inline const char* name = "maritaca.session";
 };
 
-using session_self
-  = caf::stateful_actor<session_state, session_actor::base>;
+using session_self = caf::stateful_actor<session_state, session_actor::base>;
 
 void reset_history(session_self* self) {
   auto& st = self->state;
@@ -106,8 +106,7 @@ void reset_history(session_self* self) {
 /// Starts the next queued ask unless one is running.
 void next_ask(session_self* self) {
   auto& st = self->state;
-  if (st.busy || st.queue.empty())
-    return;
+  if (st.busy || st.queue.empty()) return;
   st.busy = true;
   auto job = std::move(st.queue.front());
   st.queue.pop_front();
@@ -116,8 +115,7 @@ void next_ask(session_self* self) {
     st.history.push_back(std::move(m));
   trim_history(st.history, st.cfg.max_history_tokens);
   std::vector<caf::actor> subs;
-  if (job.subscriber)
-    subs.push_back(job.subscriber);
+  if (job.subscriber) subs.push_back(job.subscriber);
   auto x = st.model->make_ask(input{st.history}, std::move(subs));
   x.id = job.id;
   // The session's asks share one fairness lane.
@@ -125,31 +123,30 @@ void next_ask(session_self* self) {
   auto rp = job.rp;
   self->request(st.model->dispatcher(), st.model->config().ask_timeout,
                 ask_atom::value, std::move(x))
-    .then(
-      [=](ai_message& msg) mutable {
-        auto& st = self->state;
-        st.history.push_back(msg.message);
-        st.busy = false;
-        rp.deliver(std::move(msg));
-        next_ask(self);
-      },
-      [=](caf::error& err) mutable {
-        // A failed ask leaves no trace: the question is taken back so a
-        // retry does not send it twice.
-        auto& st = self->state;
-        if (st.history.size() > st.rollback)
-          st.history.resize(st.rollback);
-        st.busy = false;
-        rp.deliver(std::move(err));
-        next_ask(self);
-      });
+      .then(
+          [=](ai_message& msg) mutable {
+            auto& st = self->state;
+            st.history.push_back(msg.message);
+            st.busy = false;
+            rp.deliver(std::move(msg));
+            next_ask(self);
+          },
+          [=](caf::error& err) mutable {
+            // A failed ask leaves no trace: the question is taken back so a
+            // retry does not send it twice.
+            auto& st = self->state;
+            if (st.history.size() > st.rollback) st.history.resize(st.rollback);
+            st.busy = false;
+            rp.deliver(std::move(err));
+            next_ask(self);
+          });
 }
 
-caf::typed_response_promise<ai_message>
-enqueue(session_self* self, input& in, caf::actor subscriber) {
+caf::typed_response_promise<ai_message> enqueue(session_self* self, input& in,
+                                                caf::actor subscriber) {
   auto rp = self->make_response_promise<ai_message>();
-  self->state.queue.push_back(queued_ask{next_request_id(), std::move(in),
-                                         std::move(subscriber), rp});
+  self->state.queue.push_back(
+      queued_ask{next_request_id(), std::move(in), std::move(subscriber), rp});
   next_ask(self);
   return rp;
 }
@@ -161,27 +158,27 @@ session_actor::behavior_type session_impl(session_self* self, chat_model model,
   st.cfg = std::move(cfg);
   reset_history(self);
   return {
-    [=](ask_atom, input& in) { return enqueue(self, in, caf::actor{}); },
-    [=](stream_atom, input& in, caf::actor& subscriber) {
-      return enqueue(self, in, std::move(subscriber));
-    },
-    [=](append_atom, std::vector<chat_message>& msgs) {
-      for (auto& m : msgs)
-        self->state.history.push_back(std::move(m));
-    },
-    [=](history_atom) { return self->state.history; },
-    [=](clear_atom) { reset_history(self); },
-    [=](save_atom) {
-      return save_history(self->state.model->config().model,
-                          self->state.history);
-    },
-    [=](load_atom, const std::string& json) -> caf::result<uint64_t> {
-      std::vector<chat_message> loaded;
-      if (auto err = load_history(json, loaded))
-        return make_error(std::move(err));
-      self->state.history = std::move(loaded);
-      return static_cast<uint64_t>(self->state.history.size());
-    },
+      [=](ask_atom, input& in) { return enqueue(self, in, caf::actor{}); },
+      [=](stream_atom, input& in, caf::actor& subscriber) {
+        return enqueue(self, in, std::move(subscriber));
+      },
+      [=](append_atom, std::vector<chat_message>& msgs) {
+        for (auto& m : msgs)
+          self->state.history.push_back(std::move(m));
+      },
+      [=](history_atom) { return self->state.history; },
+      [=](clear_atom) { reset_history(self); },
+      [=](save_atom) {
+        return save_history(self->state.model->config().model,
+                            self->state.history);
+      },
+      [=](load_atom, const std::string& json) -> caf::result<uint64_t> {
+        std::vector<chat_message> loaded;
+        if (auto err = load_history(json, loaded))
+          return make_error(std::move(err));
+        self->state.history = std::move(loaded);
+        return static_cast<uint64_t>(self->state.history.size());
+      },
   };
 }
 
@@ -191,10 +188,11 @@ session_actor spawn_session(const chat_model& model, session_config cfg) {
   return model.system().spawn(session_impl, model, std::move(cfg));
 }
 
-// -- chat_session ---------------------------------------------------------------
+// -- chat_session
+// ---------------------------------------------------------------
 
 chat_session::chat_session(const chat_model& model, session_config cfg)
-  : model_(model), handle_(spawn_session(model, std::move(cfg))) {
+    : model_(model), handle_(spawn_session(model, std::move(cfg))) {
   // nop
 }
 
@@ -208,8 +206,8 @@ chat_model::result_type chat_session::chat(input in) {
   chat_model::result_type result{make_error(errc::cancelled, "no answer")};
   self->request(handle_, model_.config().ask_timeout, ask_atom::value,
                 std::move(in))
-    .receive([&](ai_message& msg) { result = std::move(msg); },
-             [&](caf::error& err) { result = std::move(err); });
+      .receive([&](ai_message& msg) { result = std::move(msg); },
+               [&](caf::error& err) { result = std::move(err); });
   return result;
 }
 
@@ -217,8 +215,8 @@ std::vector<chat_message> chat_session::history() {
   caf::scoped_actor self{model_.system()};
   std::vector<chat_message> result;
   self->request(handle_, model_.config().ask_timeout, history_atom::value)
-    .receive([&](std::vector<chat_message>& xs) { result = std::move(xs); },
-             [&](caf::error&) {});
+      .receive([&](std::vector<chat_message>& xs) { result = std::move(xs); },
+               [&](caf::error&) {});
   return result;
 }
 

@@ -105,7 +105,7 @@ public:
   /// Sends an ask from `self`: `model.ainvoke(self, "Oi").then(...)`.
   template <class Self>
   auto ainvoke(Self* self, input in) const {
-    return self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+    return self->request(dispatcher(), config_->ask_timeout, ask_atom::value,
                          make_ask(std::move(in)));
   }
 
@@ -113,7 +113,7 @@ public:
   /// aggregated answer is also the response to `self`.
   template <class Self>
   auto astream(Self* self, caf::actor subscriber, input in) const {
-    return self->request(dispatcher(), config_.ask_timeout, ask_atom::value,
+    return self->request(dispatcher(), config_->ask_timeout, ask_atom::value,
                          make_ask(std::move(in), {std::move(subscriber)}));
   }
 
@@ -144,7 +144,7 @@ public:
   uint16_t cluster_port() const noexcept;
 
   /// The settings.
-  const model_config& config() const noexcept { return config_; }
+  const model_config& config() const noexcept { return *config_; }
 
   /// Shuts the runtime down now: queued and running asks end with
   /// `errc::cancelled`. Also happens when the last handle goes away.
@@ -156,7 +156,10 @@ private:
   chat_model(std::shared_ptr<runtime> rt, model_config cfg);
 
   std::shared_ptr<runtime> rt_;
-  model_config config_;
+  /// Shared by the copies of this handle (a session keeps one): settings
+  /// are never changed in place, `with_config` and `bind_tools` make new
+  /// ones.
+  std::shared_ptr<const model_config> config_;
 };
 
 /// Iterates the chunks of a streamed answer from plain code:
