@@ -49,7 +49,33 @@ bool parser::has_partial() const noexcept {
          (!bom_done_ && bom_matched_ > 0);
 }
 
+namespace {
+
+/// Appends events to a vector (the public `parser::feed`).
+struct append_sink {
+  std::vector<event>& out;
+  event& next() { return out.emplace_back(); }
+};
+
+/// Writes events over the slots of a vector, reusing their strings.
+struct reuse_sink {
+  std::vector<event>& slots;
+  std::size_t& used;
+  event& next() {
+    if (used == slots.size()) slots.emplace_back();
+    return slots[used++];
+  }
+};
+
+} // namespace
+
 failure parser::feed(std::string_view bytes, std::vector<event>& out) {
+  append_sink sink{out};
+  return feed_to(bytes, sink);
+}
+
+template <class Sink>
+failure parser::feed_to(std::string_view bytes, Sink& out) {
   if (failed_) return too_big();
   // Skip a BOM at the start of the stream, which may itself arrive split.
   if (!bom_done_) {
@@ -110,13 +136,15 @@ failure parser::feed(std::string_view bytes, std::vector<event>& out) {
   return {};
 }
 
-void parser::process_line(std::string_view line, std::vector<event>& out) {
+template <class Sink>
+void parser::process_line(std::string_view line, Sink& out) {
   // A blank line dispatches the event; one without data is dropped.
   if (line.empty()) {
     if (has_data_) {
-      // Copies allocate exactly once per string and leave the buffers of
-      // this parser, with their capacity, for the next event.
-      auto& ev = out.emplace_back();
+      // Copies leave the buffers of this parser, with their capacity, for
+      // the next event; they allocate at most once per string (not at all
+      // into a reused event).
+      auto& ev = out.next();
       ev.type = type_;
       ev.data = data_;
       ev.id = last_id_;
@@ -192,11 +220,13 @@ failure chunk_decoder::feed(std::string_view bytes,
                             std::vector<completion_chunk>& out) {
   if (failure_ || done_)
     return failure_; // Sticky failure, or data after [DONE]: ignored.
-  events_.clear();
+  used_ = 0;
   // Events completed before an oversized one still count, so decode them
   // first and report the parser's failure afterwards.
-  auto parse_err = parser_.feed(bytes, events_);
-  for (auto& ev : events_) {
+  reuse_sink sink{events_, used_};
+  auto parse_err = parser_.feed_to(bytes, sink);
+  for (std::size_t i = 0; i < used_; ++i) {
+    auto& ev = events_[i];
     if (ev.type == "error") {
       failure_ =
           make_failure(errc::server_error, wire::decode_error(ev.data).message);

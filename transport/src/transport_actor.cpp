@@ -157,6 +157,8 @@ public:
       return true;
     }
     std::vector<completion_chunk> chunks;
+    // Batches of a stream tend to be alike: no growing step by step.
+    chunks.reserve(last_batch_);
     if (auto what = decoder_.feed(bytes, chunks)) {
       // Chunks decoded before the bad event still go out first.
       if (!chunks.empty())
@@ -169,6 +171,7 @@ public:
       return false;
     }
     if (chunks.empty()) return true;
+    last_batch_ = chunks.size();
     ++unacked_;
     caf::anon_send(caller_, chunks_atom::value, tag_, std::move(chunks));
     return unacked_.load() < static_cast<int64_t>(window_);
@@ -261,6 +264,8 @@ private:
   expect what_;
   uint32_t window_;
   sse::chunk_decoder decoder_;
+  /// Chunks in the last batch sent.
+  std::size_t last_batch_ = 0;
   std::atomic<int64_t> unacked_{0};
   response_head head_;
   bool ok_ = false;

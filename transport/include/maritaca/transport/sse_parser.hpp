@@ -57,8 +57,15 @@ public:
   int64_t retry_ms() const noexcept { return retry_ms_; }
 
 private:
+  friend class chunk_decoder;
+
+  // Feeds `bytes`; every completed event is written to `sink.next()`.
+  template <class Sink>
+  failure feed_to(std::string_view bytes, Sink& sink);
+
   // Applies one complete line (without its line end).
-  void process_line(std::string_view line, std::vector<event>& out);
+  template <class Sink>
+  void process_line(std::string_view line, Sink& sink);
 
   // Returns whether an event holding `line_bytes` more bytes stays in bounds.
   bool fits(std::size_t line_bytes) const noexcept;
@@ -108,7 +115,10 @@ public:
 
 private:
   parser parser_;
-  std::vector<event> events_; // reused by every feed
+  // Reused by every feed: the first `used_` are this feed's events, the
+  // strings of the rest keep their capacity for the next ones.
+  std::vector<event> events_;
+  std::size_t used_ = 0;
   bool done_ = false;
   failure failure_; // the first failure; sticky
 };
