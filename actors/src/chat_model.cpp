@@ -7,8 +7,10 @@
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
+#include <thread>
 
 namespace maritaca {
 
@@ -82,6 +84,16 @@ chat_model::chat_model(model_config cfg)
   rt_ = std::make_shared<runtime>();
   rt_->own_cfg = std::make_unique<caf::actor_system_config>();
   configure(*rt_->own_cfg);
+  // This system serves the model alone, and its messages come mostly from
+  // the I/O threads. CAF's default (work stealing, at least 4 workers) lets
+  // idle workers poll and then sleep 50 us to 10 ms, so each hand-off from
+  // an I/O thread waits for a wake-up and the polling competes with the I/O
+  // threads for cores. Workers sharing one queue block on a condition
+  // variable and wake as a message arrives; one per core is enough.
+  rt_->own_cfg->set("scheduler.policy", caf::atom("sharing"));
+  rt_->own_cfg->set("scheduler.max-threads",
+                    static_cast<std::size_t>(
+                        std::max(1u, std::thread::hardware_concurrency())));
   if (config_->limits.cluster.enabled()) configure_cluster(*rt_->own_cfg);
   rt_->own_sys = std::make_unique<caf::actor_system>(*rt_->own_cfg);
   rt_->sys = rt_->own_sys.get();
