@@ -1607,6 +1607,13 @@ private:
 
 // -- stream chunks by SAX -----------------------------------------------------
 
+/// Whether `k` is the literal `lit` (a length check, then a fixed-size
+/// compare the compiler expands inline).
+template <std::size_t N>
+bool is(std::string_view k, const char (&lit)[N]) noexcept {
+  return k.size() == N - 1 && std::memcmp(k.data(), lit, N - 1) == 0;
+}
+
 /// Decodes a stream chunk straight from the parser's events into a
 /// `completion_chunk`: no DOM, no second walk. It accepts what
 /// `reader::chunk` accepts and fills `out` the same way (members in document
@@ -1719,67 +1726,67 @@ public:
     field_ = fld::ignore;
     switch (at_) {
     case ctx::root:
-      if (k == "choices")
+      if (is(k, "choices"))
         field_ = fld::choices;
-      else if (k == "id")
+      else if (is(k, "id"))
         field_ = fld::id;
-      else if (k == "model")
+      else if (is(k, "model"))
         field_ = fld::model;
-      else if (k == "created")
+      else if (is(k, "created"))
         field_ = fld::created;
-      else if (k == "usage")
+      else if (is(k, "usage"))
         field_ = fld::usage;
-      else if (k == "error")
+      else if (is(k, "error"))
         return false; // the DOM reader (or is_error_payload) decides
       break;
     case ctx::choice:
-      if (k == "delta")
+      if (is(k, "delta"))
         field_ = fld::delta;
-      else if (k == "index")
+      else if (is(k, "index"))
         field_ = fld::choice_index;
-      else if (k == "finish_reason")
+      else if (is(k, "finish_reason"))
         field_ = fld::finish_reason;
       break;
     case ctx::delta:
-      if (k == "content")
+      if (is(k, "content"))
         field_ = fld::content;
-      else if (k == "role")
+      else if (is(k, "role"))
         field_ = fld::role;
-      else if (k == "tool_calls")
+      else if (is(k, "tool_calls"))
         field_ = fld::tool_calls;
       break;
     case ctx::call:
-      if (k == "index")
+      if (is(k, "index"))
         field_ = fld::call_index;
-      else if (k == "id")
+      else if (is(k, "id"))
         field_ = fld::call_id;
-      else if (k == "type")
+      else if (is(k, "type"))
         field_ = fld::call_type;
-      else if (k == "function")
+      else if (is(k, "function"))
         field_ = fld::function;
       break;
     case ctx::function:
       // Only the first `name` and `arguments` count (as `find` does).
-      if (k == "name" && !seen_name_) {
+      if (is(k, "name") && !seen_name_) {
         seen_name_ = true;
         field_ = fld::name;
-      } else if (k == "arguments" && !seen_arguments_) {
+      } else if (is(k, "arguments") && !seen_arguments_) {
         seen_arguments_ = true;
         field_ = fld::arguments;
       }
       break;
     case ctx::usage:
-      if (k == "prompt_tokens")
+      if (is(k, "prompt_tokens"))
         field_ = fld::prompt_tokens;
-      else if (k == "completion_tokens")
+      else if (is(k, "completion_tokens"))
         field_ = fld::completion_tokens;
-      else if (k == "total_tokens")
+      else if (is(k, "total_tokens"))
         field_ = fld::total_tokens;
-      else if (k == "prompt_tokens_details")
+      else if (is(k, "prompt_tokens_details"))
         field_ = fld::details;
       break;
     case ctx::details:
-      if (k == "cached_tokens" && !seen_cached_) {
+      if (is(k, "cached_tokens") && !seen_cached_) {
         seen_cached_ = true;
         field_ = fld::cached_tokens;
       }
