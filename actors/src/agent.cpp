@@ -14,9 +14,6 @@ namespace maritaca {
 
 namespace {
 
-/// Prefix of the step-limit error's message (see `is_step_limit`).
-constexpr std::string_view step_limit_prefix = "agent step limit";
-
 /// Margin between a run's own deadline and its requester's timeout.
 constexpr std::chrono::milliseconds reply_margin{5'000};
 
@@ -141,8 +138,8 @@ void on_answer(run_self* self, ai_message& msg) {
     return;
   }
   if (st.steps >= st.spec->config().max_steps) {
-    finish(self, make_error(errc::protocol_error,
-                            std::string{step_limit_prefix} + " (" +
+    finish(self, make_error(errc::step_limit,
+                            std::string{"agent step limit ("} +
                                 std::to_string(st.steps) +
                                 " asks) reached: the model still calls " +
                                 calls.front().name));
@@ -357,9 +354,7 @@ agent_actor spawn_agent(session_actor session, const chat_model& model,
 }
 
 bool is_step_limit(const caf::error& err) {
-  if (code_of(err) != errc::protocol_error || !is_maritaca_error(err))
-    return false;
-  return to_failure(err).message.rfind(step_limit_prefix, 0) == 0;
+  return is_maritaca_error(err) && code_of(err) == errc::step_limit;
 }
 
 } // namespace maritaca

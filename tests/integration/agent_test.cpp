@@ -140,7 +140,7 @@ TEST_CASE("the step limit ends a run that keeps calling tools") {
   auto r = agent{model, {weather_tool(m)}, cfg}.run("Weather in Belém?");
   REQUIRE_FALSE(r);
   CHECK(is_step_limit(r.error()));
-  CHECK(code_of(r.error()) == errc::protocol_error);
+  CHECK(code_of(r.error()) == errc::step_limit);
   CHECK(describe(r.error()).find("step limit") != std::string::npos);
   // Steps 1 and 2 ran the tool; the third answer still called it.
   CHECK(m.calls == 2);

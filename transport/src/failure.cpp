@@ -36,6 +36,8 @@ std::string_view to_string(errc x) noexcept {
       return "overloaded";
     case errc::invalid_argument:
       return "invalid_argument";
+    case errc::step_limit:
+      return "step_limit";
   }
   return "unknown";
 }

@@ -13,8 +13,8 @@
 /// is unknown or gets arguments that do not fit its schema does not end
 /// the run: the model reads `error: ...` as that call's result. A run
 /// replies exactly once: the `agent_result`, or the error (the model's
-/// failure, `errc::invalid_argument` for bad tools, `errc::timeout`, or the
-/// step limit -- see `is_step_limit`).
+/// failure, `errc::invalid_argument` for bad tools, `errc::timeout`, or
+/// `errc::step_limit`).
 ///
 /// Inside a session, a run starts from the session's history and, when it
 /// succeeds, appends the whole exchange (the input, each assistant message
@@ -152,8 +152,8 @@ agent_actor spawn_agent(const chat_model& model, std::vector<tool> tools,
 agent_actor spawn_agent(session_actor session, const chat_model& model,
                         std::vector<tool> tools, agent_config cfg = {});
 
-/// Returns whether `err` says that a run hit its step limit (an
-/// `errc::protocol_error`: the model kept calling tools).
+/// Returns whether `err` says that a run hit its step limit
+/// (`errc::step_limit`: the model kept calling tools).
 bool is_step_limit(const caf::error& err);
 
 } // namespace maritaca

@@ -108,6 +108,9 @@ http_error map_failure(const failure& f) {
     case errc::bad_request:
       e.status = 400;
       break;
+    case errc::step_limit:
+      e.status = 500;
+      break;
     case errc::unauthorized:
       e.status = 401;
       break;

@@ -46,6 +46,8 @@ enum class errc : uint8_t {
   overloaded,
   /// The caller passed something invalid (bad URL, CR/LF in a header, ...).
   invalid_argument,
+  /// An agent reached its step limit while the model still called tools.
+  step_limit,
 };
 
 /// Which deadline a `timeout` hit.
