@@ -15,27 +15,28 @@
 
 namespace maritaca {
 
-// -- retry policy ---------------------------------------------------------------
+// -- retry policy
+// ---------------------------------------------------------------
 
 namespace {
 
 bool retryable(const failure& what, const retry_policy& policy) {
   switch (what.code) {
-    case errc::timeout:
-    case errc::connect_failed:
-      return true;
-    case errc::connection_lost:
-      // Only when the server sent nothing: a half-read answer may have been
-      // acted upon.
-      return !what.response_started;
-    case errc::rate_limited:
-      return true;
-    case errc::server_error:
-      return policy.retry_server_errors;
-    case errc::http_status:
-      return what.status == 408 || what.status == 409;
-    default:
-      return false;
+  case errc::timeout:
+  case errc::connect_failed:
+    return true;
+  case errc::connection_lost:
+    // Only when the server sent nothing: a half-read answer may have been
+    // acted upon.
+    return !what.response_started;
+  case errc::rate_limited:
+    return true;
+  case errc::server_error:
+    return policy.retry_server_errors;
+  case errc::http_status:
+    return what.status == 408 || what.status == 409;
+  default:
+    return false;
   }
 }
 
@@ -45,14 +46,11 @@ retry_decision decide_retry(const failure& what, uint32_t retries_done,
                             const retry_policy& policy, bool data_delivered,
                             double random01) {
   retry_decision result;
-  if (data_delivered || retries_done >= policy.max_retries)
-    return result;
+  if (data_delivered || retries_done >= policy.max_retries) return result;
   if (what.code == errc::cancelled || what.code == errc::invalid_argument)
     return result;
-  if (what.should_retry == 0)
-    return result;
-  if (what.should_retry != 1 && !retryable(what, policy))
-    return result;
+  if (what.should_retry == 0) return result;
+  if (what.should_retry != 1 && !retryable(what, policy)) return result;
   result.retry = true;
   if (what.retry_after_ms >= 0) {
     result.delay = std::min(std::chrono::milliseconds{what.retry_after_ms},
@@ -61,45 +59,39 @@ retry_decision decide_retry(const failure& what, uint32_t retries_done,
   }
   // Exponential backoff with jitter: initial * 2^n, capped, times a random
   // factor in [1 - jitter, 1].
-  auto base = static_cast<double>(policy.initial_backoff.count())
-              * std::pow(2.0, static_cast<double>(retries_done));
+  auto base = static_cast<double>(policy.initial_backoff.count()) *
+              std::pow(2.0, static_cast<double>(retries_done));
   base = std::min(base, static_cast<double>(policy.max_backoff.count()));
   auto jitter = std::clamp(policy.jitter, 0.0, 1.0);
   auto factor = 1.0 - jitter * std::clamp(random01, 0.0, 1.0);
   result.delay = std::chrono::milliseconds{
-    static_cast<int64_t>(std::llround(base * factor))};
+      static_cast<int64_t>(std::llround(base * factor))};
   return result;
 }
 
-// -- aggregation ----------------------------------------------------------------
+// -- aggregation
+// ----------------------------------------------------------------
 
 void chunk_aggregator::add(const completion_chunk& x) {
   ++chunks_;
-  if (id_.empty())
-    id_ = x.id;
-  if (model_.empty())
-    model_ = x.model;
-  if (x.usage)
-    usage_ = x.usage;
+  if (id_.empty()) id_ = x.id;
+  if (model_.empty()) model_ = x.model;
+  if (x.usage) usage_ = x.usage;
   for (auto& c : x.choices) {
     auto& st = choices_[c.index];
-    if (!c.role.empty())
-      st.role = c.role;
+    if (!c.role.empty()) st.role = c.role;
     if (!c.content.empty()) {
       st.content += c.content;
       st.has_content = true;
     }
     for (auto& d : c.tool_calls) {
       auto& call = st.calls[d.index];
-      if (!d.id.empty())
-        call.id = d.id;
-      if (!d.type.empty())
-        call.type = d.type;
+      if (!d.id.empty()) call.id = d.id;
+      if (!d.type.empty()) call.type = d.type;
       call.name += d.name;
       call.arguments += d.arguments;
     }
-    if (!c.finish_reason.empty())
-      st.finish_reason = c.finish_reason;
+    if (!c.finish_reason.empty()) st.finish_reason = c.finish_reason;
   }
 }
 
@@ -111,10 +103,8 @@ ai_message chunk_aggregator::result() const {
   out.message.role = "assistant";
   if (auto i = choices_.find(0); i != choices_.end()) {
     auto& st = i->second;
-    if (!st.role.empty())
-      out.message.role = st.role;
-    if (st.has_content || st.calls.empty())
-      out.message.content = st.content;
+    if (!st.role.empty()) out.message.role = st.role;
+    if (st.has_content || st.calls.empty()) out.message.content = st.content;
     for (auto& [index, call] : st.calls)
       out.message.tool_calls.push_back(call);
     out.finish_reason = st.finish_reason;
@@ -131,20 +121,19 @@ ai_message to_ai_message(chat_completion&& x) {
   out.usage = x.usage;
   auto i = std::find_if(x.choices.begin(), x.choices.end(),
                         [](auto& c) { return c.index == 0; });
-  if (i == x.choices.end() && !x.choices.empty())
-    i = x.choices.begin();
+  if (i == x.choices.end() && !x.choices.empty()) i = x.choices.begin();
   if (i != x.choices.end()) {
     out.message = std::move(i->message);
     out.finish_reason = std::move(i->finish_reason);
   } else {
     out.message.role = "assistant";
   }
-  if (out.message.role.empty())
-    out.message.role = "assistant";
+  if (out.message.role.empty()) out.message.role = "assistant";
   return out;
 }
 
-// -- the request actor ----------------------------------------------------------
+// -- the request actor
+// ----------------------------------------------------------
 
 namespace {
 
@@ -180,15 +169,12 @@ struct request_state {
   /// terminal message and the exchange is aborted. Runs on exit, on the
   /// actor's own thread.
   ~request_state() {
-    if (finished)
-      return;
+    if (finished) return;
     auto err = make_error(errc::cancelled, "request actor terminated");
-    if (tag != 0)
-      caf::anon_send(job.wire, transport::cancel_atom::value, tag);
+    if (tag != 0) caf::anon_send(job.wire, transport::cancel_atom::value, tag);
     for (auto& s : subscribers)
       caf::anon_send(s.handle, stream_failed{job.ask.id, err});
-    if (rp.pending())
-      rp.deliver(err);
+    if (rp.pending()) rp.deliver(err);
   }
 
   static inline const char* name = "maritaca.request";
@@ -265,8 +251,7 @@ void settle(request_self* self, const std::optional<usage>& used) {
 
 void succeed(request_self* self, ai_message msg) {
   auto& st = self->state;
-  if (st.finished)
-    return;
+  if (st.finished) return;
   st.finished = true;
   st.tag = 0;
   msg.request_id = st.job.ask.id;
@@ -274,15 +259,13 @@ void succeed(request_self* self, ai_message msg) {
   settle(self, msg.usage);
   for (auto& s : st.subscribers)
     self->send(s.handle, stream_done{st.job.ask.id, msg});
-  if (st.rp.pending())
-    st.rp.deliver(std::move(msg));
+  if (st.rp.pending()) st.rp.deliver(std::move(msg));
   self->quit();
 }
 
 void fail(request_self* self, failure what) {
   auto& st = self->state;
-  if (st.finished)
-    return;
+  if (st.finished) return;
   st.finished = true;
   if (st.tag != 0 && what.code == errc::cancelled)
     self->send(st.job.wire, transport::cancel_atom::value, st.tag);
@@ -291,16 +274,15 @@ void fail(request_self* self, failure what) {
   auto err = make_error(std::move(what));
   for (auto& s : st.subscribers)
     self->send(s.handle, stream_failed{st.job.ask.id, err});
-  if (st.rp.pending())
-    st.rp.deliver(err);
+  if (st.rp.pending()) st.rp.deliver(err);
   self->quit();
 }
 
 /// Acknowledges held transport batches while the subscribers have credit.
 void release_acks(request_self* self) {
   auto& st = self->state;
-  if (st.held_acks > 0 && st.tag != 0
-      && outstanding(self) < st.job.ask.options.stream_window) {
+  if (st.held_acks > 0 && st.tag != 0 &&
+      outstanding(self) < st.job.ask.options.stream_window) {
     self->send(st.job.wire, transport::ack_atom::value, st.tag, st.held_acks);
     st.held_acks = 0;
   }
@@ -311,8 +293,7 @@ void send_chunk(request_self* self, chat_chunk&& x, bool probe);
 void on_probe_ack(request_self* self, const caf::actor& who, uint64_t upto) {
   auto& st = self->state;
   for (auto& s : st.subscribers)
-    if (s.handle == who)
-      s.acked = std::max(s.acked, upto);
+    if (s.handle == who) s.acked = std::max(s.acked, upto);
   release_acks(self);
 }
 
@@ -336,15 +317,19 @@ void send_chunk(request_self* self, chat_chunk&& x, bool probe) {
   }
   st.last_probe = st.sent;
   auto upto = st.sent;
+  // A probe unanswered within the idle deadline (a subscriber that hangs, or
+  // holds a response promise it never delivers: CAF 0.17 sends no
+  // broken_promise then) must not stall the stream forever.
+  auto wait = st.job.ask.options.timeouts.idle;
   for (size_t i = 0; i < n; ++i) {
     auto who = st.subscribers[i].handle;
     auto on_ack = [=]() { on_probe_ack(self, who, upto); };
-    // A subscriber that cannot answer counts as gone.
+    // A subscriber that cannot answer in time counts as gone.
     auto on_error = [=](caf::error&) { on_probe_ack(self, who, upto); };
     if (i + 1 < n)
-      self->request(who, caf::infinite, x).then(on_ack, on_error);
+      self->request(who, wait, x).then(on_ack, on_error);
     else
-      self->request(who, caf::infinite, std::move(x)).then(on_ack, on_error);
+      self->request(who, wait, std::move(x)).then(on_ack, on_error);
   }
 }
 
@@ -420,8 +405,7 @@ caf::behavior request_impl(request_self* self, request_job job) {
     auto i = std::find_if(subs.begin(), subs.end(), [&](auto& s) {
       return s.handle.address() == msg.source;
     });
-    if (i == subs.end())
-      return;
+    if (i == subs.end()) return;
     subs.erase(i);
     // Nobody left to stream to: abort the exchange.
     if (subs.empty())
@@ -430,50 +414,45 @@ caf::behavior request_impl(request_self* self, request_job job) {
       release_acks(self);
   });
   return {
-    [=](run_atom) -> caf::response_promise {
-      auto& st = self->state;
-      st.rp = self->make_response_promise();
-      if (!st.started) {
-        st.started = true;
-        start_attempt(self);
-      }
-      return st.rp;
-    },
-    [=](cancel_atom, uint64_t) {
-      fail(self, make_failure(errc::cancelled, "cancelled by the caller"));
-    },
-    [=](tick_atom, uint32_t attempt) {
-      auto& st = self->state;
-      if (!st.finished && attempt == st.attempts)
-        start_attempt(self);
-    },
-    [=](transport::chunks_atom, uint64_t tag,
-        std::vector<completion_chunk>& batch) {
-      if (tag == self->state.tag && !self->state.finished)
-        forward_chunks(self, batch);
-    },
-    [=](transport::done_atom, uint64_t tag) {
-      if (tag == self->state.tag)
-        succeed(self, self->state.aggregate.result());
-    },
-    [=](transport::completion_atom, uint64_t tag, chat_completion& x) {
-      if (tag == self->state.tag)
-        succeed(self, to_ai_message(std::move(x)));
-    },
-    [=](transport::models_atom, uint64_t tag, std::vector<model_info>& xs) {
-      auto& st = self->state;
-      if (tag != st.tag || st.finished)
-        return;
-      st.finished = true;
-      st.tag = 0;
-      if (st.rp.pending())
-        st.rp.deliver(std::move(xs));
-      self->quit();
-    },
-    [=](transport::failed_atom, uint64_t tag, failure& what) {
-      if (tag == self->state.tag)
-        on_failure(self, std::move(what));
-    },
+      [=](run_atom) -> caf::response_promise {
+        auto& st = self->state;
+        st.rp = self->make_response_promise();
+        if (!st.started) {
+          st.started = true;
+          start_attempt(self);
+        }
+        return st.rp;
+      },
+      [=](cancel_atom, uint64_t) {
+        fail(self, make_failure(errc::cancelled, "cancelled by the caller"));
+      },
+      [=](tick_atom, uint32_t attempt) {
+        auto& st = self->state;
+        if (!st.finished && attempt == st.attempts) start_attempt(self);
+      },
+      [=](transport::chunks_atom, uint64_t tag,
+          std::vector<completion_chunk>& batch) {
+        if (tag == self->state.tag && !self->state.finished)
+          forward_chunks(self, batch);
+      },
+      [=](transport::done_atom, uint64_t tag) {
+        if (tag == self->state.tag)
+          succeed(self, self->state.aggregate.result());
+      },
+      [=](transport::completion_atom, uint64_t tag, chat_completion& x) {
+        if (tag == self->state.tag) succeed(self, to_ai_message(std::move(x)));
+      },
+      [=](transport::models_atom, uint64_t tag, std::vector<model_info>& xs) {
+        auto& st = self->state;
+        if (tag != st.tag || st.finished) return;
+        st.finished = true;
+        st.tag = 0;
+        if (st.rp.pending()) st.rp.deliver(std::move(xs));
+        self->quit();
+      },
+      [=](transport::failed_atom, uint64_t tag, failure& what) {
+        if (tag == self->state.tag) on_failure(self, std::move(what));
+      },
   };
 }
 

@@ -76,8 +76,8 @@ TEST_CASE("a 429 with Retry-After is retried after at least that wait") {
 TEST_CASE("500 then success is retried with backoff") {
   test::sim_process sim;
   test::test_system ts;
-  auto cfg = with_header(sim_config(sim), "x-sim-fault-once",
-                         "500;key=k500;times=2");
+  auto cfg =
+      with_header(sim_config(sim), "x-sim-fault-once", "500;key=k500;times=2");
   chat_model model{ts.sys, cfg};
   auto r = model.invoke("What is 2+2?");
   REQUIRE(r);
@@ -194,21 +194,20 @@ TEST_CASE("a slow subscriber keeps the request's memory bounded") {
   };
   auto s = std::make_shared<seen>();
   std::promise<bool> finished;
-  auto subscriber = ts.sys.spawn([s, &finished](caf::event_based_actor* self)
-                                   -> caf::behavior {
-    return {
-      [=](const chat_chunk&) {
-        ++s->chunks;
-        // Everything still waiting in the mailbox is memory held for us.
-        auto queued = self->mailbox().size();
-        if (queued > s->max_mailbox)
-          s->max_mailbox = queued;
-        std::this_thread::sleep_for(100us);
-      },
-      [&finished](const stream_done&) { finished.set_value(true); },
-      [&finished](const stream_failed&) { finished.set_value(false); },
-    };
-  });
+  auto subscriber = ts.sys.spawn(
+      [s, &finished](caf::event_based_actor* self) -> caf::behavior {
+        return {
+            [=](const chat_chunk&) {
+              ++s->chunks;
+              // Everything still waiting in the mailbox is memory held for us.
+              auto queued = self->mailbox().size();
+              if (queued > s->max_mailbox) s->max_mailbox = queued;
+              std::this_thread::sleep_for(100us);
+            },
+            [&finished](const stream_done&) { finished.set_value(true); },
+            [&finished](const stream_failed&) { finished.set_value(false); },
+        };
+      });
   model.astream(subscriber, "Tell a story.");
   auto f = finished.get_future();
   REQUIRE(f.wait_for(60s) == std::future_status::ready);
@@ -223,10 +222,10 @@ TEST_CASE("a subscriber going down cancels the exchange") {
   test::sim_process sim{{"--token-delay-ms", "50"}};
   test::test_system ts;
   chat_model model{ts.sys, sim_config(sim)};
-  auto subscriber = ts.sys.spawn([](caf::event_based_actor* self)
-                                   -> caf::behavior {
-    return {[=](const chat_chunk&) { self->quit(); }};
-  });
+  auto subscriber =
+      ts.sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+        return {[=](const chat_chunk&) { self->quit(); }};
+      });
   model.astream(subscriber, "Tell a story.");
   // The stream would take seconds; the slot must come back quickly.
   auto deadline = clock_type::now() + 5s;
@@ -234,8 +233,45 @@ TEST_CASE("a subscriber going down cancels the exchange") {
   do {
     std::this_thread::sleep_for(50ms);
     st = test::read_stats(sim);
-  } while ((st.requests < 1 || st.in_flight != 0)
-           && clock_type::now() < deadline);
+  } while ((st.requests < 1 || st.in_flight != 0) &&
+           clock_type::now() < deadline);
   CHECK(st.requests == 1);
   CHECK(st.in_flight == 0);
+}
+
+TEST_CASE("a subscriber that never answers a probe does not stall the stream") {
+  test::sim_process sim;
+  test::test_system ts;
+  auto cfg = with_header(sim_config(sim), "x-sim-chunks", "40");
+  cfg.stream_window = 8;
+  cfg.timeouts.idle = 300ms;
+  chat_model model{ts.sys, cfg};
+  struct seen {
+    std::atomic<size_t> chunks{0};
+  };
+  auto s = std::make_shared<seen>();
+  std::promise<bool> finished;
+  // Takes each chunk's response promise and never delivers it: CAF 0.17
+  // sends no broken_promise for that, so only the probe's own timeout
+  // gives the credit back.
+  auto subscriber = ts.sys.spawn(
+      [s, &finished](caf::event_based_actor* self) -> caf::behavior {
+        auto held = std::make_shared<std::vector<caf::response_promise>>();
+        return {
+            [=](const chat_chunk&) {
+              ++s->chunks;
+              held->push_back(self->make_response_promise());
+            },
+            [&finished](const stream_done&) { finished.set_value(true); },
+            [&finished](const stream_failed&) { finished.set_value(false); },
+        };
+      });
+  model.astream(subscriber, "Tell a story.");
+  auto f = finished.get_future();
+  // Bound against a hang: without probe timeouts the stream would wait for
+  // the transport's total deadline (10 minutes).
+  REQUIRE(f.wait_for(60s) == std::future_status::ready);
+  CHECK(f.get());
+  CHECK(s->chunks >= 40);
+  caf::anon_send_exit(subscriber, caf::exit_reason::user_shutdown);
 }
