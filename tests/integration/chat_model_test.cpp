@@ -44,10 +44,10 @@ TEST_CASE("invoke takes a string, role pairs or full messages") {
   test::test_system ts;
   chat_model model{ts.sys, sim_config(sim)};
   auto a = model.invoke("What is the capital of Brazil?");
-  auto b = model.invoke(
-    {{"system", "You are helpful."}, {"human", "What is the capital of Brazil?"}});
+  auto b = model.invoke({{"system", "You are helpful."},
+                         {"human", "What is the capital of Brazil?"}});
   auto c = model.invoke(std::vector<chat_message>{
-    chat_message::user("What is the capital of Brazil?")});
+      chat_message::user("What is the capital of Brazil?")});
   REQUIRE(a);
   REQUIRE(b);
   REQUIRE(c);
@@ -73,8 +73,7 @@ TEST_CASE("stream delivers chunks before the answer ends") {
   clock_type::time_point first;
   uint64_t expected_seq = 0;
   for (auto& chunk : chunks) {
-    if (count++ == 0)
-      first = clock_type::now();
+    if (count++ == 0) first = clock_type::now();
     CHECK(chunk.seq == expected_seq++);
     CHECK(chunk.request_id == chunks.id());
     text += chunk.content;
@@ -97,8 +96,8 @@ TEST_CASE("batch keeps input order and isolates a failing item") {
   test::test_system ts;
   chat_model model{ts.sys, sim_config(sim)};
   // An input without messages is refused by the service (400).
-  auto results = model.batch(
-    {"What is 2+2?", input{}, "What is the capital of Brazil?"});
+  auto results =
+      model.batch({"What is 2+2?", input{}, "What is the capital of Brazil?"});
   REQUIRE(results.size() == 3);
   REQUIRE(results[0]);
   CHECK(results[0]->content().find('4') != std::string::npos);
@@ -123,8 +122,8 @@ TEST_CASE("100 concurrent asks through futures (gather)") {
   for (int i = 0; i < 100; ++i) {
     INFO("ask " << i);
     REQUIRE(results[i]);
-    CHECK(results[i]->content().find(std::to_string(i + 1))
-          != std::string::npos);
+    CHECK(results[i]->content().find(std::to_string(i + 1)) !=
+          std::string::npos);
   }
 }
 
@@ -152,8 +151,8 @@ TEST_CASE("abatch from plain code and from an actor") {
   REQUIRE(rs.size() == 3);
   for (std::size_t i = 0; i < 3; ++i) {
     REQUIRE(rs[i]);
-    CHECK(rs[i]->content().find(std::to_string((i + 1) * 2))
-          != std::string::npos);
+    CHECK(rs[i]->content().find(std::to_string((i + 1) * 2)) !=
+          std::string::npos);
   }
 }
 
@@ -164,8 +163,8 @@ TEST_CASE("ainvoke and astream from an actor") {
   std::promise<std::string> answer;
   ts.sys.spawn([&](caf::event_based_actor* self) {
     model.ainvoke(self, "What is the capital of Brazil?")
-      .then([&](ai_message& msg) { answer.set_value(msg.content()); },
-            [&](caf::error& err) { answer.set_value(describe(err)); });
+        .then([&](ai_message& msg) { answer.set_value(msg.content()); },
+              [&](caf::error& err) { answer.set_value(describe(err)); });
   });
   CHECK(answer.get_future().get().find("Brasília") != std::string::npos);
   // A subscriber actor receives chunks, then exactly one stream_done.
@@ -177,23 +176,23 @@ TEST_CASE("ainvoke and astream from an actor") {
   };
   auto s = std::make_shared<seen>();
   std::promise<void> finished;
-  auto subscriber = ts.sys.spawn([s, &finished](caf::event_based_actor*)
-                                   -> caf::behavior {
-    return {
-      [s](const chat_chunk& x) {
-        ++s->chunks;
-        s->text += x.content;
-      },
-      [s, &finished](const stream_done&) {
-        ++s->done;
-        finished.set_value();
-      },
-      [s, &finished](const stream_failed&) {
-        ++s->failed;
-        finished.set_value();
-      },
-    };
-  });
+  auto subscriber =
+      ts.sys.spawn([s, &finished](caf::event_based_actor*) -> caf::behavior {
+        return {
+            [s](const chat_chunk& x) {
+              ++s->chunks;
+              s->text += x.content;
+            },
+            [s, &finished](const stream_done&) {
+              ++s->done;
+              finished.set_value();
+            },
+            [s, &finished](const stream_failed&) {
+              ++s->failed;
+              finished.set_value();
+            },
+        };
+      });
   auto id = model.astream(subscriber, "Tell a story.");
   CHECK(id != 0);
   REQUIRE(finished.get_future().wait_for(30s) == std::future_status::ready);
@@ -254,5 +253,30 @@ TEST_CASE("shutdown with asks queued and in flight cancels each promptly") {
   auto& sr = stream.result();
   REQUIRE_FALSE(sr);
   CHECK(code_of(sr.error()) == errc::cancelled);
+  CHECK(clock_type::now() - start < 10s);
+}
+
+TEST_CASE("destroying a model that owns its actor system cancels its asks") {
+  test::sim_process sim;
+  auto cfg = test::with_header(sim_config(sim), "x-sim-fault", "stall-first");
+  cfg.limits.max_concurrency = 2;
+  cfg.retry.max_retries = 0;
+  std::vector<std::future<chat_model::result_type>> futures;
+  auto start = clock_type::now();
+  {
+    // The last handle owns the actor system: its destructor shuts the
+    // system down with two asks running and four queued.
+    chat_model model{cfg};
+    for (int i = 0; i < 6; ++i)
+      futures.push_back(model.ainvoke("Hello!"));
+    std::this_thread::sleep_for(300ms);
+    start = clock_type::now();
+  }
+  for (auto& f : futures) {
+    REQUIRE(f.wait_for(10s) == std::future_status::ready);
+    auto r = f.get();
+    REQUIRE_FALSE(r);
+    CHECK(code_of(r.error()) == errc::cancelled);
+  }
   CHECK(clock_type::now() - start < 10s);
 }
