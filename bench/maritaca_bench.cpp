@@ -73,6 +73,7 @@ options:
   --relaxed-sleep-us U      work stealing: idle workers sleep U us (CAF's
                             defaults: 50 us moderate, 10 ms relaxed)
   --io-threads T            HTTP client I/O threads (default 1)
+  --stream-window W         (stream) model_config::stream_window
   -h, --help                this text
 )";
 
@@ -93,6 +94,7 @@ struct options {
   std::string scheduler_policy;
   std::optional<std::size_t> relaxed_sleep_us;
   std::size_t io_threads = 1;
+  std::optional<std::size_t> stream_window;
 };
 
 std::size_t parse_count(const std::string& flag, const std::string& text) {
@@ -139,6 +141,8 @@ options parse(int argc, char** argv) {
       o.relaxed_sleep_us = parse_count(a, value());
     } else if (a == "--io-threads") {
       o.io_threads = parse_count(a, value());
+    } else if (a == "--stream-window") {
+      o.stream_window = parse_count(a, value());
     } else if (!a.empty() && a[0] == '-') {
       throw usage_error{"unknown option " + a};
     } else if (o.command.empty()) {
@@ -198,6 +202,8 @@ maritaca::model_config make_config(const options& o) {
   cfg.base_url = o.base_url;
   cfg.ca_file = o.ca_file;
   cfg.io_threads = o.io_threads;
+  if (o.stream_window)
+    cfg.stream_window = static_cast<uint32_t>(*o.stream_window);
   cfg.retry.max_retries = 0;
   cfg.limits.max_concurrency = o.concurrency;
   cfg.limits.max_queue = std::max<std::size_t>(o.requests, 10'000);
