@@ -265,7 +265,9 @@ void renew(dispatcher_self* self, bool handshake) {
                      cl.where());
               pump(self);
             }
-            self->delayed_send(self, cl.renew_every, renew_atom::value);
+            // The tick carries the epoch: a tick of an old link is dropped,
+            // so each link has exactly one renewal cycle.
+            self->delayed_send(self, cl.renew_every, renew_atom::value, epoch);
           },
           [=](caf::error& err) {
             if (epoch == self->state.cluster.epoch)
@@ -557,8 +559,9 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           if (self->state.cluster.status == cluster_status::fallback)
             join(self);
         },
-        [=](renew_atom) {
-          if (self->state.cluster.joined()) renew(self, false);
+        [=](renew_atom, uint64_t epoch) {
+          auto& cl = self->state.cluster;
+          if (cl.joined() && epoch == cl.epoch) renew(self, false);
         },
     };
   };

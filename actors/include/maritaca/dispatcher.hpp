@@ -42,7 +42,7 @@ using dispatcher_actor = caf::typed_actor<
     caf::reacts_to<settle_atom, uint64_t, int64_t>, caf::reacts_to<tick_atom>,
     caf::reacts_to<expire_atom, uint64_t>,
     caf::reacts_to<grant_atom, uint64_t, int64_t>, caf::reacts_to<join_atom>,
-    caf::reacts_to<renew_atom>>;
+    caf::reacts_to<renew_atom, uint64_t>>;
 
 /// Where requests go: the endpoint part of a `model_config`.
 struct endpoint {
