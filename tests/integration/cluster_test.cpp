@@ -304,3 +304,41 @@ TEST_CASE("a gateway can hold the limiter that another gateway joins") {
   CHECK(s.max_in_flight >= 1);
   CHECK(s.max_in_flight <= 2);
 }
+
+TEST_CASE("a gateway says when it falls back and when it re-joins") {
+  sim_process sim;
+  auto cluster = "127.0.0.1:" + std::to_string(free_port());
+  auto start_limiter = [&] {
+    return std::make_unique<child_process>(
+        std::vector<std::string>{bin_path("maritaca-limiter"), "--listen",
+                                 cluster, "--max-concurrency", "2"},
+        "127.0.0.1:");
+  };
+  auto limiter = start_limiter();
+  child_process gw{{bin_path("maritaca-gateway"), "--listen", "127.0.0.1:0",
+                    "--upstream", sim.base_url(), "--cluster-join", cluster,
+                    "--cluster-fallback", "1"},
+                   "http"};
+  auto port = port_of(gw);
+  REQUIRE(eventually([&] { return gateway_joined(port); }));
+  auto metric = [&](const std::string& line) {
+    std::string body;
+    return test::http_get(port, "/metrics", body) == 200 &&
+           body.find(line) != std::string::npos;
+  };
+  // The limiter goes: /metrics says fallback, and asks still get answers.
+  limiter->kill(SIGKILL);
+  limiter->wait();
+  REQUIRE(eventually([&] {
+    return metric("maritaca_gateway_cluster_state{state=\"fallback\"} 1");
+  }));
+  CHECK(metric("maritaca_gateway_cluster_losses_total 1"));
+  outcomes out;
+  ask_gateway(port, 1, out);
+  CHECK(out.answered == 1);
+  // It comes back on the same address: the gateway re-joins.
+  limiter = start_limiter();
+  REQUIRE(eventually([&] { return gateway_joined(port); }));
+  ask_gateway(port, 2, out);
+  CHECK(out.answered == 2);
+}
