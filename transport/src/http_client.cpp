@@ -24,6 +24,7 @@
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
@@ -135,7 +136,11 @@ struct exchange {
   /// "scheme://host:port", the pool key.
   std::string origin;
   std::shared_ptr<observer> obs;
-  http::request<http::string_body> msg;
+  /// The request as sent (head and body), formatted once by `prepare`:
+  /// writing it is one buffer, not Beast's serializer over its fields.
+  std::string wire;
+  /// A HEAD request: the response has no body.
+  bool head = false;
   bool stream = false;
   timeouts limits;
   /// Armed at start; cancelled when the exchange ends.
@@ -508,13 +513,13 @@ void connection::do_write() {
       static_cast<std::uint32_t>(core_.config().max_header_bytes));
   // Non-stream bodies are bounded by us (max_body_bytes), streams not.
   parser_->body_limit(boost::none);
-  if (current_->msg.method() == http::verb::head) parser_->skip(true);
+  if (current_->head) parser_->skip(true);
   // The first_byte deadline also covers sending the request, so that a
   // server that stops reading cannot hold us until the total deadline.
   arm_step(deadline::first_byte, current_->limits.first_byte);
   with_stream([this](auto& stream) {
-    http::async_write(
-        stream, current_->msg,
+    asio::async_write(
+        stream, asio::buffer(current_->wire),
         beast::bind_front_handler(&connection::on_write, shared_from_this()));
   });
 }
@@ -821,31 +826,43 @@ failure client_core::prepare(request& req, exchange& ex) const {
   ex.origin = url.scheme + "://" + url.host + ":" + std::to_string(url.port);
   ex.stream = req.stream;
   ex.limits = req.limits;
-  auto& msg = ex.msg;
-  msg.version(11);
-  msg.method_string(req.method);
-  msg.target(url.target);
+  // What Beast's serializer wrote for an http::request with these fields
+  // set or inserted in this order, formatted directly.
+  auto method = http::string_to_verb(req.method);
+  ex.head = method == http::verb::head;
+  auto& w = ex.wire;
+  w.clear();
+  w.reserve(256 + url.target.size() + req.body.size());
+  auto field = [&w](std::string_view name, std::string_view value) {
+    w += name;
+    w += ": ";
+    w += value;
+    w += "\r\n";
+  };
+  w += req.method;
+  w += ' ';
+  w += url.target;
+  w += " HTTP/1.1\r\n";
   if (find_header(req.fields, "host").empty()) {
     auto host = url.host.find(':') != std::string::npos ? "[" + url.host + "]"
                                                         : url.host;
     auto default_port = url.scheme == "https" ? 443 : 80;
     if (url.port != default_port) host += ":" + std::to_string(url.port);
-    msg.set(http::field::host, host);
+    field("Host", host);
   }
   if (find_header(req.fields, "user-agent").empty())
-    msg.set(http::field::user_agent, default_user_agent);
+    field("User-Agent", default_user_agent);
   if (find_header(req.fields, "accept").empty())
-    msg.set(http::field::accept,
-            req.stream ? "text/event-stream" : "application/json");
-  for (auto& field : req.fields)
-    msg.insert(field.name, field.value);
-  auto method = msg.method();
+    field("Accept", req.stream ? "text/event-stream" : "application/json");
+  for (auto& f : req.fields)
+    field(f.name, f.value);
   if (find_header(req.fields, "content-length").empty() &&
       find_header(req.fields, "transfer-encoding").empty() &&
       (!req.body.empty() || method == http::verb::post ||
        method == http::verb::put || method == http::verb::patch))
-    msg.content_length(req.body.size());
-  msg.body() = std::move(req.body);
+    field("Content-Length", std::to_string(req.body.size()));
+  w += "\r\n";
+  w += req.body;
   return {};
 }
 
