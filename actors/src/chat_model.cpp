@@ -21,10 +21,9 @@ void configure(caf::actor_system_config& cfg) {
 // -- runtime
 // --------------------------------------------------------------------
 
-/// The actors behind a model and, when the model made it, the actor system.
+/// The actors behind a model. Actors of the model (sessions, agent runs)
+/// keep it alive as well as the caller's handles.
 struct chat_model::runtime {
-  std::unique_ptr<caf::actor_system_config> own_cfg;
-  std::unique_ptr<caf::actor_system> own_sys;
   caf::actor_system* sys = nullptr;
   transport::transport_actor wire;
   dispatcher_actor dispatcher;
@@ -72,31 +71,48 @@ struct chat_model::runtime {
     caf::anon_send_exit(wire, caf::exit_reason::user_shutdown);
   }
 
-  ~runtime() {
-    stop();
-    // An own system waits for its actors in its destructor.
-    own_sys.reset();
+  ~runtime() { stop(); }
+};
+
+/// The actor system a model made for itself. Only the caller's handles hold
+/// it, never an actor of that system: the last owner destroys the system,
+/// which waits for every actor, and doing that on one of the system's own
+/// threads would wait for itself (while `main` may already be exiting).
+struct chat_model::owner {
+  std::unique_ptr<caf::actor_system_config> cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::shared_ptr<runtime> rt;
+
+  ~owner() {
+    // Queued and running asks end as cancelled; then the system waits for
+    // its actors, in its destructor.
+    if (rt) rt->stop();
+    sys.reset();
   }
 };
 
 chat_model::chat_model(model_config cfg)
     : config_(std::make_shared<const model_config>(std::move(cfg))) {
   rt_ = std::make_shared<runtime>();
-  rt_->own_cfg = std::make_unique<caf::actor_system_config>();
-  configure(*rt_->own_cfg);
+  owner_ = std::make_shared<owner>();
+  owner_->cfg = std::make_unique<caf::actor_system_config>();
+  auto& own_cfg = *owner_->cfg;
+  configure(own_cfg);
   // This system serves the model alone, and its messages come mostly from
   // the I/O threads. CAF's default (work stealing, at least 4 workers) lets
   // idle workers poll and then sleep 50 us to 10 ms, so each hand-off from
   // an I/O thread waits for a wake-up and the polling competes with the I/O
   // threads for cores. Workers sharing one queue block on a condition
   // variable and wake as a message arrives; one per core is enough.
-  rt_->own_cfg->set("scheduler.policy", caf::atom("sharing"));
-  rt_->own_cfg->set("scheduler.max-threads",
-                    static_cast<std::size_t>(
-                        std::max(1u, std::thread::hardware_concurrency())));
-  if (config_->limits.cluster.enabled()) configure_cluster(*rt_->own_cfg);
-  rt_->own_sys = std::make_unique<caf::actor_system>(*rt_->own_cfg);
-  rt_->sys = rt_->own_sys.get();
+  own_cfg.set("scheduler.policy", caf::atom("sharing"));
+  own_cfg.set("scheduler.max-threads",
+              static_cast<std::size_t>(
+                  std::max(1u, std::thread::hardware_concurrency())));
+  if (config_->limits.cluster.enabled()) configure_cluster(own_cfg);
+  owner_->sys = std::make_unique<caf::actor_system>(own_cfg);
+  rt_->sys = owner_->sys.get();
+  // Set before start: if it throws, ~owner still shuts the system down.
+  owner_->rt = rt_;
   rt_->start(*config_);
 }
 
@@ -107,8 +123,9 @@ chat_model::chat_model(caf::actor_system& sys, model_config cfg)
   rt_->start(*config_);
 }
 
-chat_model::chat_model(std::shared_ptr<runtime> rt, model_config cfg)
-    : rt_(std::move(rt)),
+chat_model::chat_model(std::shared_ptr<runtime> rt, std::shared_ptr<owner> own,
+                       model_config cfg)
+    : rt_(std::move(rt)), owner_(std::move(own)),
       config_(std::make_shared<const model_config>(std::move(cfg))) {
   // nop
 }
@@ -118,7 +135,13 @@ chat_model chat_model::with_config(model_config cfg) const {
   cfg.base_url = config_->base_url;
   cfg.api_key = config_->api_key;
   cfg.limits = config_->limits;
-  return chat_model{rt_, std::move(cfg)};
+  return chat_model{rt_, owner_, std::move(cfg)};
+}
+
+chat_model chat_model::for_actor() const {
+  auto result = *this;
+  result.owner_.reset();
+  return result;
 }
 
 chat_model chat_model::bind_tools(std::vector<tool_spec> tools,
@@ -126,7 +149,7 @@ chat_model chat_model::bind_tools(std::vector<tool_spec> tools,
   auto cfg = *config_;
   cfg.tools = std::move(tools);
   cfg.tool_choice = std::move(choice);
-  return chat_model{rt_, std::move(cfg)};
+  return chat_model{rt_, owner_, std::move(cfg)};
 }
 
 dispatcher_actor chat_model::dispatcher() const {
@@ -281,7 +304,7 @@ chat_model::abatch(std::vector<input> ins) const {
   using results = std::vector<result_type>;
   auto prom = std::make_shared<std::promise<results>>();
   auto fut = prom->get_future();
-  auto model = *this;
+  auto model = for_actor();
   system().spawn([prom, model,
                   ins = std::move(ins)](caf::event_based_actor* self) mutable {
     model.abatch(self, std::move(ins),

@@ -68,8 +68,8 @@ struct queued_ask {
 };
 
 struct session_state {
-  /// A copy of the handle: it shares the runtime and the settings (no copy
-  /// of `model_config` per session).
+  /// A copy of the handle (`for_actor`): it shares the runtime and the
+  /// settings (no copy of `model_config` per session).
   std::optional<chat_model> model;
   session_config cfg;
   std::vector<chat_message> history;
@@ -185,7 +185,8 @@ session_actor::behavior_type session_impl(session_self* self, chat_model model,
 } // namespace
 
 session_actor spawn_session(const chat_model& model, session_config cfg) {
-  return model.system().spawn(session_impl, model, std::move(cfg));
+  // The session keeps a handle that does not own the model's system.
+  return model.system().spawn(session_impl, model.for_actor(), std::move(cfg));
 }
 
 // -- chat_session

@@ -8,6 +8,10 @@
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <memory>
+#include <thread>
+
 using namespace maritaca;
 using namespace std::chrono_literals;
 using test::sim_config;
@@ -43,14 +47,14 @@ TEST_CASE("asks to one session run one after another") {
   std::vector<std::string> answers;
   for (auto q : {"Hello!", "How are you?", "What did I say first?"})
     self->request(s, 30s, ask_atom::value, input{q})
-      .receive([&](ai_message& m) { answers.push_back(m.content()); },
-               [&](caf::error& err) { FAIL(describe(err)); });
+        .receive([&](ai_message& m) { answers.push_back(m.content()); },
+                 [&](caf::error& err) { FAIL(describe(err)); });
   REQUIRE(answers.size() == 3);
   CHECK(answers[2].find("Hello!") != std::string::npos);
   std::vector<chat_message> h;
   self->request(s, 5s, history_atom::value)
-    .receive([&](std::vector<chat_message>& xs) { h = std::move(xs); },
-             [&](caf::error& err) { FAIL(describe(err)); });
+      .receive([&](std::vector<chat_message>& xs) { h = std::move(xs); },
+               [&](caf::error& err) { FAIL(describe(err)); });
   REQUIRE(h.size() == 6);
   CHECK(h[0].text() == "Hello!");
   CHECK(h[2].text() == "How are you?");
@@ -58,18 +62,18 @@ TEST_CASE("asks to one session run one after another") {
   // Save, load into a new session, go on where it stopped.
   std::string saved;
   self->request(s, 5s, save_atom::value)
-    .receive([&](std::string& json) { saved = std::move(json); },
-             [&](caf::error& err) { FAIL(describe(err)); });
+      .receive([&](std::string& json) { saved = std::move(json); },
+               [&](caf::error& err) { FAIL(describe(err)); });
   CHECK(saved.find("How are you?") != std::string::npos);
   auto t = spawn_session(model);
   uint64_t loaded = 0;
   self->request(t, 5s, load_atom::value, saved)
-    .receive([&](uint64_t n) { loaded = n; },
-             [&](caf::error& err) { FAIL(describe(err)); });
+      .receive([&](uint64_t n) { loaded = n; },
+               [&](caf::error& err) { FAIL(describe(err)); });
   CHECK(loaded == 6);
   errc bad = errc::none;
   self->request(t, 5s, load_atom::value, std::string{"{not json"})
-    .receive([&](uint64_t) {}, [&](caf::error& err) { bad = code_of(err); });
+      .receive([&](uint64_t) {}, [&](caf::error& err) { bad = code_of(err); });
   CHECK(bad == errc::protocol_error);
   self->send_exit(s, caf::exit_reason::user_shutdown);
   self->send_exit(t, caf::exit_reason::user_shutdown);
@@ -95,8 +99,8 @@ TEST_CASE("a session streams to a subscriber and records the answer") {
   auto s = spawn_session(model);
   caf::scoped_actor self{ts.sys};
   auto sub = caf::actor_cast<caf::actor>(self);
-  auto h = self->request(s, 30s, stream_atom::value, input{"Tell a story."},
-                         sub);
+  auto h =
+      self->request(s, 30s, stream_atom::value, input{"Tell a story."}, sub);
   std::string text;
   bool done = false;
   while (!done)
@@ -109,10 +113,60 @@ TEST_CASE("a session streams to a subscriber and records the answer") {
                     done = true;
                     FAIL(describe(f.error));
                   },
-                  caf::after(30s) >> [&] { done = true; FAIL("timeout"); });
+                  caf::after(30s) >>
+                      [&] {
+                        done = true;
+                        FAIL("timeout");
+                      });
   std::string answer;
   h.receive([&](ai_message& m) { answer = m.content(); },
             [&](caf::error& err) { FAIL(describe(err)); });
   CHECK(answer == text);
   self->send_exit(s, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+/// Threads of this process (from /proc/self/task).
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] auto& e :
+       std::filesystem::directory_iterator{"/proc/self/task"})
+    ++n;
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("the caller's last model handle ends its own system, not a "
+          "session") {
+  test::sim_process sim;
+  auto baseline = thread_count();
+  auto model = std::make_unique<chat_model>(sim_config(sim));
+  std::vector<session_actor> sessions;
+  for (int i = 0; i < 50; ++i)
+    sessions.push_back(spawn_session(*model));
+  {
+    chat_session one{*model};
+    REQUIRE(one.chat("Hello!"));
+  }
+  for (auto& s : sessions)
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  sessions.clear();
+  {
+    // A session the caller no longer holds, busy with an ask that stalls:
+    // it outlives the caller's handles below.
+    auto stalled = model->with_config(
+        test::with_header(sim_config(sim), "x-sim-fault", "stall-first"));
+    auto busy = spawn_session(stalled);
+    caf::anon_send(busy, ask_atom::value, input{"Hello?"});
+  }
+  std::this_thread::sleep_for(200ms);
+  // The model's own system goes with the caller's last handle, on this
+  // thread: the stalled ask is cancelled, and when reset() returns the
+  // system's threads are joined. (Were the busy session the last owner,
+  // the system would be destroyed on one of its own worker threads, which
+  // waits for itself.)
+  model.reset();
+  CHECK(thread_count() == baseline);
 }

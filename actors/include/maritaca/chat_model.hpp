@@ -150,12 +150,26 @@ public:
   /// `errc::cancelled`. Also happens when the last handle goes away.
   void shutdown() const;
 
+  /// Returns a handle for an actor to keep: the same model, but it does not
+  /// keep the model's own actor system (if it made one) alive. An actor
+  /// holding the last owning handle would destroy its system on one of the
+  /// system's own threads; the library's actors (sessions, agent and chain
+  /// runs) keep this handle, so the system goes when the caller's last
+  /// handle goes, and asks still running then end as `cancelled`. Keep
+  /// such a handle only inside actors of `system()`.
+  chat_model for_actor() const;
+
 private:
   struct runtime;
+  struct owner;
 
-  chat_model(std::shared_ptr<runtime> rt, model_config cfg);
+  chat_model(std::shared_ptr<runtime> rt, std::shared_ptr<owner> own,
+             model_config cfg);
 
   std::shared_ptr<runtime> rt_;
+  /// The model's own actor system (null for a handle from `for_actor` or a
+  /// model on the caller's system).
+  std::shared_ptr<owner> owner_;
   /// Shared by the copies of this handle (a session keeps one): settings
   /// are never changed in place, `with_config` and `bind_tools` make new
   /// ones.
