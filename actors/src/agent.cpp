@@ -321,7 +321,10 @@ agent::result_type agent::run(input in) const {
 std::future<agent::result_type> agent::arun(input in) const {
   auto prom = std::make_shared<std::promise<result_type>>();
   auto fut = prom->get_future();
-  // Arguments rather than captures: see `spawn_tool_worker`.
+  // Arguments rather than captures: see `spawn_tool_worker`. The actor's
+  // copy must not own the model's actor system (see `for_actor`).
+  auto copy = *this;
+  copy.model_ = model_.for_actor();
   model_.system().spawn(
       [](caf::event_based_actor* self, decltype(prom) prom, agent copy,
          input in) {
@@ -329,7 +332,7 @@ std::future<agent::result_type> agent::arun(input in) const {
             .then([prom](agent_result& r) { prom->set_value(std::move(r)); },
                   [prom](caf::error& err) { prom->set_value(std::move(err)); });
       },
-      prom, *this, std::move(in));
+      prom, std::move(copy), std::move(in));
   return fut;
 }
 

@@ -469,7 +469,11 @@ std::future<chain::result_type> chain::ainvoke(variables vars) const {
   auto prom = std::make_shared<std::promise<result_type>>();
   auto fut = prom->get_future();
   // Arguments rather than captures: CAF 0.17 dereferences a null argument
-  // tuple for argument-less spawns (UBSan flags it).
+  // tuple for argument-less spawns (UBSan flags it). The actor's copy must
+  // not own the models' actor system (see `chat_model::for_actor`).
+  auto copy = *this;
+  for (auto& m : copy.models_)
+    m = m.for_actor();
   models_.front().system().spawn(
       [](caf::event_based_actor* self, decltype(prom) prom, chain copy,
          variables vars) {
@@ -478,7 +482,7 @@ std::future<chain::result_type> chain::ainvoke(variables vars) const {
                 [prom](chain_output& out) { prom->set_value(std::move(out)); },
                 [prom](caf::error& err) { prom->set_value(std::move(err)); });
       },
-      prom, *this, std::move(vars));
+      prom, std::move(copy), std::move(vars));
   return fut;
 }
 

@@ -540,14 +540,17 @@ structured_model::ainvoke(input in) const {
   }
   // A small actor per future, as `chat_model::ainvoke` does. Arguments
   // rather than captures: CAF 0.17 dereferences a null argument tuple for
-  // argument-less spawns (UBSan flags it).
+  // argument-less spawns (UBSan flags it). The actor's copy must not own
+  // the model's actor system (see `chat_model::for_actor`).
+  auto copy = *this;
+  copy.model_ = model_.for_actor();
   model_.system().spawn(
       [](caf::event_based_actor* self, decltype(prom) prom,
          structured_model copy, input in) {
         copy.ainvoke(self, std::move(in),
                      [prom](result_type r) { prom->set_value(std::move(r)); });
       },
-      prom, *this, std::move(in));
+      prom, std::move(copy), std::move(in));
   return fut;
 }
 
