@@ -120,7 +120,12 @@ TEST_CASE("a full queue refuses with overloaded") {
   std::vector<std::future<chat_model::result_type>> futures;
   for (int i = 0; i < 3; ++i)
     futures.push_back(model.ainvoke("Hello!"));
-  std::this_thread::sleep_for(200ms);
+  // Wait (bounded) until one ask runs and two wait: then the queue is full.
+  for (int i = 0; i < 200; ++i) {
+    auto st = read_stats(ts.sys, model);
+    if (st.in_flight == 1 && st.queued == 2) break;
+    std::this_thread::sleep_for(50ms);
+  }
   auto refused = model.ainvoke("Hello!");
   REQUIRE(refused.wait_for(5s) == std::future_status::ready);
   auto r = refused.get();
