@@ -1514,10 +1514,12 @@ private:
     if (minus) ++p_;
     auto first = p_;
     int64_t x = 0;
+    // At most 18 digits fit an int64_t whatever they are; longer numbers
+    // (and their overflow) are left to the general path.
     while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+      if (p_ - first == 18) return false;
       x = x * 10 + (*p_ - '0');
       ++p_;
-      if (p_ - first > 18) return false;
     }
     auto digits = p_ - first;
     if (digits == 0 || (digits > 1 && *first == '0')) return false;

@@ -93,3 +93,49 @@ TEST_CASE("numbers keep decoding exactly") {
   CHECK(x.max_tokens == std::numeric_limits<int64_t>::max());
   CHECK(x.seed == std::numeric_limits<int64_t>::min());
 }
+
+// fuzz_sse_parser, input "data:999...9 {...": the stream chunk decoder's
+// fast integer reader multiplied a 19th digit into its int64_t before
+// checking the length (signed overflow). Long integers now take the general
+// path and decode as they do there.
+TEST_CASE("long integers in a stream chunk take the general path") {
+  auto created_of = [](const std::string& num) {
+    sse::chunk_decoder d;
+    std::vector<completion_chunk> chunks;
+    auto err = d.feed("data: {\"created\":" + num +
+                          ",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                          "\"x\"}}]}\n\ndata: [DONE]\n\n",
+                      chunks);
+    INFO(num << ": " << err.message);
+    REQUIRE_FALSE(err);
+    REQUIRE(chunks.size() == 1);
+    CHECK(chunks[0].choices.at(0).content == "x");
+    return chunks[0].created;
+  };
+  CHECK(created_of("999999999999999999") == 999999999999999999);
+  CHECK(created_of("-999999999999999999") == -999999999999999999);
+  CHECK(created_of("1000000000000000000") == 1000000000000000000);
+  CHECK(created_of("9223372036854775807") ==
+        std::numeric_limits<int64_t>::max());
+  CHECK(created_of("-9223372036854775808") ==
+        std::numeric_limits<int64_t>::min());
+  // Beyond int64_t: a protocol error, as on the general path.
+  for (auto num : {"9999999999999999999", "-9999999999999999999",
+                   "99999999999999999999999999999999999999"}) {
+    INFO(num);
+    sse::chunk_decoder d;
+    std::vector<completion_chunk> chunks;
+    auto err = d.feed(std::string{"data: {\"created\":"} + num +
+                          ",\"choices\":[]}\n\n",
+                      chunks);
+    CHECK(err.code == errc::protocol_error);
+    CHECK(chunks.empty());
+  }
+  // A bare number where an object belongs is still a protocol error.
+  sse::chunk_decoder d;
+  std::vector<completion_chunk> chunks;
+  auto err = d.feed("data:99999999999999999999999999999999999999 {\"`\"}\n\n",
+                    chunks);
+  CHECK(err.code == errc::protocol_error);
+  CHECK(chunks.empty());
+}
