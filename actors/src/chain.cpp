@@ -1,5 +1,7 @@
 #include "maritaca/chain.hpp"
 
+#include "stream_receive.hpp"
+
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
@@ -549,46 +551,29 @@ chain_stream::~chain_stream() {
 
 std::optional<chat_chunk> chain_stream::next() {
   if (ended_) return std::nullopt;
-  std::optional<chat_chunk> out;
-  bool waiting = true;
-  while (waiting) {
-    (*self_)->receive(
-        [&](chat_chunk& x) {
-          if (x.request_id == id_) {
-            out = std::move(x);
-            waiting = false;
-          }
-        },
-        // The run's output arrives right before its `stream_done`.
-        [&](chain_output& x) { output_ = std::move(x); },
-        [&](stream_done& x) {
-          if (x.request_id == id_) {
-            if (output_)
-              result_ = std::move(*output_);
-            else
-              result_ = parser_.parse(x.message);
-            ended_ = true;
-            waiting = false;
-          }
-        },
-        [&](stream_failed& x) {
-          if (x.request_id == id_) {
-            result_ = std::move(x.error);
-            ended_ = true;
-            waiting = false;
-          }
-        },
-        caf::after(timeout_) >>
-            [&] {
-              caf::anon_send_exit(run_, caf::exit_reason::user_shutdown);
-              result_ = make_error(
-                  make_timeout(deadline::total,
-                               "no stream event within the chain's deadline"));
-              ended_ = true;
-              waiting = false;
-            });
+  // The run's output arrives right before its `stream_done`.
+  auto step = detail::receive_stream_step(
+      *self_, id_, timeout_, [&](chain_output& x) { output_ = std::move(x); });
+  switch (step.kind) {
+  case detail::stream_step::chunk:
+    return std::move(step.next);
+  case detail::stream_step::done:
+    if (output_)
+      result_ = std::move(*output_);
+    else
+      result_ = parser_.parse(step.end.message);
+    break;
+  case detail::stream_step::failed:
+    result_ = std::move(step.error);
+    break;
+  case detail::stream_step::timed_out:
+    caf::anon_send_exit(run_, caf::exit_reason::user_shutdown);
+    result_ = make_error(make_timeout(
+        deadline::total, "no stream event within the chain's deadline"));
+    break;
   }
-  return out;
+  ended_ = true;
+  return std::nullopt;
 }
 
 const chain::result_type& chain_stream::result() {

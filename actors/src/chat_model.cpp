@@ -2,6 +2,8 @@
 
 #include "maritaca/limiter.hpp"
 
+#include "stream_receive.hpp"
+
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
@@ -352,41 +354,24 @@ chunk_stream::~chunk_stream() {
 
 std::optional<chat_chunk> chunk_stream::next() {
   if (ended_) return std::nullopt;
-  std::optional<chat_chunk> out;
-  bool waiting = true;
-  while (waiting) {
-    (*self_)->receive(
-        [&](chat_chunk& x) {
-          if (x.request_id == id_) {
-            out = std::move(x);
-            waiting = false;
-          }
-        },
-        [&](stream_done& x) {
-          if (x.request_id == id_) {
-            result_ = std::move(x.message);
-            ended_ = true;
-            waiting = false;
-          }
-        },
-        [&](stream_failed& x) {
-          if (x.request_id == id_) {
-            result_ = std::move(x.error);
-            ended_ = true;
-            waiting = false;
-          }
-        },
-        caf::after(timeout_) >>
-            [&] {
-              caf::anon_send(dispatcher_, cancel_atom::value, id_);
-              result_ = make_error(make_timeout(
-                  deadline::total, "no stream event within the ask "
-                                   "timeout"));
-              ended_ = true;
-              waiting = false;
-            });
+  auto step = detail::receive_stream_step(*self_, id_, timeout_);
+  switch (step.kind) {
+  case detail::stream_step::chunk:
+    return std::move(step.next);
+  case detail::stream_step::done:
+    result_ = std::move(step.end.message);
+    break;
+  case detail::stream_step::failed:
+    result_ = std::move(step.error);
+    break;
+  case detail::stream_step::timed_out:
+    caf::anon_send(dispatcher_, cancel_atom::value, id_);
+    result_ = make_error(make_timeout(
+        deadline::total, "no stream event within the ask timeout"));
+    break;
   }
-  return out;
+  ended_ = true;
+  return std::nullopt;
 }
 
 const chat_model::result_type& chunk_stream::result() {

@@ -284,45 +284,7 @@ chain operator|(const chat_model& model, output_parser parser);
 class chain_stream {
 public:
   /// Input iterator over the chunks.
-  class iterator {
-  public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = chat_chunk;
-    using difference_type = std::ptrdiff_t;
-    using pointer = const chat_chunk*;
-    using reference = const chat_chunk&;
-
-    /// The end iterator.
-    iterator() = default;
-    /// An iterator at the next chunk of `s`.
-    explicit iterator(chain_stream* s) : stream_(s) { ++*this; }
-
-    /// The current chunk.
-    reference operator*() const { return current_; }
-    /// The current chunk.
-    pointer operator->() const { return &current_; }
-
-    /// Waits for the next chunk.
-    iterator& operator++() {
-      if (auto x = stream_->next())
-        current_ = std::move(*x);
-      else
-        stream_ = nullptr;
-      return *this;
-    }
-
-    /// Waits for the next chunk.
-    void operator++(int) { ++*this; }
-
-    /// Equal when both are at the end (or at the same stream).
-    friend bool operator==(const iterator& x, const iterator& y) {
-      return x.stream_ == y.stream_;
-    }
-
-  private:
-    chain_stream* stream_ = nullptr;
-    chat_chunk current_;
-  };
+  using iterator = chunk_iterator<chain_stream>;
 
   /// Takes over a stream.
   chain_stream(chain_stream&&) noexcept;

@@ -176,47 +176,67 @@ private:
   std::shared_ptr<const model_config> config_;
 };
 
+/// Input iterator over the chunks of a blocking stream (`chunk_stream`,
+/// `chain_stream`): each step waits for `Stream::next()`; the iterator
+/// equals the end one once the stream ended.
+template <class Stream>
+class chunk_iterator {
+public:
+  using iterator_category = std::input_iterator_tag;
+  using value_type = chat_chunk;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const chat_chunk*;
+  using reference = const chat_chunk&;
+
+  /// The end iterator.
+  chunk_iterator() = default;
+
+  /// An iterator at the next chunk of `s` (waits for it).
+  explicit chunk_iterator(Stream* s) : stream_(s) { ++*this; }
+
+  /// The current chunk.
+  reference operator*() const { return current_; }
+
+  /// The current chunk.
+  pointer operator->() const { return &current_; }
+
+  /// Waits for the next chunk.
+  chunk_iterator& operator++() {
+    if (auto x = stream_->next())
+      current_ = std::move(*x);
+    else
+      stream_ = nullptr;
+    return *this;
+  }
+
+  /// Waits for the next chunk.
+  void operator++(int) { ++*this; }
+
+  /// Equal when both are at the end (or at the same stream).
+  friend bool operator==(const chunk_iterator& x, const chunk_iterator& y) {
+    return x.stream_ == y.stream_;
+  }
+
+private:
+  Stream* stream_ = nullptr;
+  chat_chunk current_;
+};
+
 /// Iterates the chunks of a streamed answer from plain code:
 /// `for (auto& chunk : model.stream("Tell a story.")) ...`. Once the loop
 /// ends, `result()` holds the whole answer or the error.
 class chunk_stream {
 public:
   /// Input iterator over the chunks.
-  class iterator {
-  public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = chat_chunk;
-    using difference_type = std::ptrdiff_t;
-    using pointer = const chat_chunk*;
-    using reference = const chat_chunk&;
+  using iterator = chunk_iterator<chunk_stream>;
 
-    iterator() = default;
-    explicit iterator(chunk_stream* s) : stream_(s) { ++*this; }
-
-    reference operator*() const { return current_; }
-    pointer operator->() const { return &current_; }
-
-    iterator& operator++() {
-      if (auto x = stream_->next())
-        current_ = std::move(*x);
-      else
-        stream_ = nullptr;
-      return *this;
-    }
-
-    void operator++(int) { ++*this; }
-
-    friend bool operator==(const iterator& x, const iterator& y) {
-      return x.stream_ == y.stream_;
-    }
-
-  private:
-    chunk_stream* stream_ = nullptr;
-    chat_chunk current_;
-  };
-
+  /// Takes over a stream.
   chunk_stream(chunk_stream&&) noexcept;
+
+  /// Takes over a stream.
   chunk_stream& operator=(chunk_stream&&) noexcept;
+
+  /// Cancels the ask when the stream has not ended yet.
   ~chunk_stream();
 
   /// Waits for the next chunk; `nullopt` once the stream ended.
@@ -231,7 +251,10 @@ public:
   /// The ask's id.
   uint64_t id() const noexcept { return id_; }
 
+  /// Starts iterating (waits for the first chunk).
   iterator begin() { return iterator{this}; }
+
+  /// The end.
   iterator end() { return iterator{}; }
 
 private:
