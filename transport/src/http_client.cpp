@@ -46,6 +46,7 @@
 #include <atomic>
 #include <cctype>
 #include <deque>
+#include <memory_resource>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -71,6 +72,13 @@ constexpr std::string_view default_user_agent = "maritaca-cpp/0.1";
 
 /// Bytes handed to the parser per body read.
 constexpr std::size_t body_piece_bytes = 16u * 1024;
+
+/// Capacity of a non-stream body buffer a connection keeps between
+/// exchanges (larger ones are given back).
+constexpr std::size_t kept_body_capacity = 64u * 1024;
+
+/// Allocator of a response head's fields (see `connection::fields_arena_`).
+using fields_allocator = std::pmr::polymorphic_allocator<char>;
 
 /// Capacity of a connection's read buffer. Beast reads at most the free
 /// capacity of a flat_buffer (at least 512 bytes), so an unreserved buffer
@@ -281,7 +289,13 @@ private:
   /// Why the peer certificate was refused (set by the verify callback).
   std::string verify_error_;
   beast::flat_buffer buffer_;
-  std::optional<http::response_parser<http::buffer_body>> parser_;
+  /// Storage of the response head's fields: one arena per connection,
+  /// rewound for every response, instead of an allocation per field.
+  alignas(std::max_align_t) std::array<std::byte, 2048> fields_buffer_;
+  std::pmr::monotonic_buffer_resource fields_arena_{fields_buffer_.data(),
+                                                    fields_buffer_.size()};
+  std::optional<http::response_parser<http::buffer_body, fields_allocator>>
+      parser_;
   std::array<char, body_piece_bytes> piece_;
   /// The body of a non-stream exchange.
   std::string collected_;
@@ -316,7 +330,8 @@ public:
 
   const client_config& config() const noexcept { return cfg_; }
   asio::io_context& io() noexcept { return ioc_; }
-  ssl::context& tls_context() noexcept { return tls_ctx_; }
+  /// The TLS context, with its trust store loaded on first use.
+  ssl::context& tls_context();
 
   // -- called by connections from their strand ----------------------------
 
@@ -355,6 +370,10 @@ private:
 
   client_config cfg_;
   ssl::context tls_ctx_;
+  /// Loads the trust store (system CAs, `ca_file`) once, on the first TLS
+  /// connection: reading the system bundle costs ~100 ms of CPU, which
+  /// plain-HTTP clients never need to pay.
+  std::once_flag trust_loaded_;
   asio::io_context ioc_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
       work_;
@@ -508,7 +527,11 @@ void connection::on_handshake(error_code ec) {
 
 void connection::do_write() {
   step_ = step::write;
-  parser_.emplace();
+  // The previous response's fields go before the arena rewinds.
+  parser_.reset();
+  fields_arena_.release();
+  parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                  std::make_tuple(fields_allocator{&fields_arena_}));
   parser_->header_limit(
       static_cast<std::uint32_t>(core_.config().max_header_bytes));
   // Non-stream bodies are bounded by us (max_body_bytes), streams not.
@@ -544,9 +567,10 @@ void connection::on_read_header(error_code ec, std::size_t) {
   auto& msg = parser_->get();
   response_head head;
   head.status = static_cast<int>(msg.result_int());
-  for (auto& field : msg)
-    head.fields.push_back(
-        header{std::string{field.name_string()}, std::string{field.value()}});
+  if (current_->obs->wants_fields(head.status))
+    for (auto& field : msg)
+      head.fields.push_back(
+          header{std::string{field.name_string()}, std::string{field.value()}});
   current_->obs->on_head(head);
   step_ = step::read_body;
   if (parser_->is_done()) return on_body_complete();
@@ -726,8 +750,10 @@ void connection::finish_success() {
   auto reusable = connected_ && parser_->is_done() && parser_->keep_alive() &&
                   buffer_.size() == 0;
   parser_.reset();
+  // Keep a typical body's capacity for the next exchange; give back what
+  // an unusually large one took.
   collected_.clear();
-  collected_.shrink_to_fit();
+  if (collected_.capacity() > kept_body_capacity) collected_.shrink_to_fit();
   auto report = core_.mark_done(*ex, nullptr);
   if (!reusable) close();
   // Back to the pool before on_done, so that a request started from there
@@ -745,13 +771,6 @@ client_core::client_core(client_config cfg)
   tls_ctx_.set_options(ssl::context::default_workarounds |
                        ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-  error_code ec;
-  tls_ctx_.set_default_verify_paths(ec);
-  if (!cfg_.ca_file.empty()) {
-    // A CA file that cannot be loaded shows up as a verification failure
-    // on the first TLS exchange.
-    tls_ctx_.load_verify_file(cfg_.ca_file, ec);
-  }
   tls_ctx_.set_verify_mode(cfg_.verify_peer ? ssl::verify_peer
                                             : ssl::verify_none);
   work_.emplace(asio::make_work_guard(ioc_));
@@ -766,6 +785,19 @@ client_core::client_core(client_config cfg)
         }
       }
     });
+}
+
+ssl::context& client_core::tls_context() {
+  std::call_once(trust_loaded_, [this] {
+    error_code ec;
+    tls_ctx_.set_default_verify_paths(ec);
+    if (!cfg_.ca_file.empty()) {
+      // A CA file that cannot be loaded shows up as a verification failure
+      // on the first TLS exchange.
+      tls_ctx_.load_verify_file(cfg_.ca_file, ec);
+    }
+  });
+  return tls_ctx_;
 }
 
 client_core::~client_core() {

@@ -133,14 +133,15 @@ public:
     return left < static_cast<int64_t>(window_);
   }
 
+  // Only error answers (retry hints) and raw calls read the fields.
+  bool wants_fields(int status) const override {
+    return status < 200 || status >= 300 || what_ == expect::raw;
+  }
+
   void on_head(const response_head& head) override {
     ok_ = head.status >= 200 && head.status < 300;
     head_.status = head.status;
-    // Only error answers (retry hints) and raw calls read the fields.
-    if (!ok_ || what_ == expect::raw)
-      head_.fields = head.fields;
-    else
-      head_.fields.clear();
+    head_.fields = head.fields;
   }
 
   bool on_data(std::string_view bytes) override {

@@ -109,7 +109,15 @@ class observer {
 public:
   virtual ~observer();
 
-  /// The response head arrived.
+  /// Whether `on_head` needs the header fields of a response with
+  /// `status` (copying them costs an allocation or two per field).
+  virtual bool wants_fields(int status) const {
+    (void)status;
+    return true;
+  }
+
+  /// The response head arrived (its fields empty when `wants_fields`
+  /// said no).
   virtual void on_head(const response_head& head) = 0;
 
   /// A piece of the body arrived. Returning false pauses reading from the
