@@ -1,6 +1,7 @@
 #include "options.hpp"
 
-#include <charconv>
+#include "maritaca/apps/flags.hpp"
+
 #include <cstdlib>
 #include <string_view>
 
@@ -8,16 +9,7 @@ namespace maritaca::sim {
 
 namespace {
 
-template <class T>
-bool parse_number(std::string_view s, T& out, T min, T max) {
-  T value{};
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-  if (ec != std::errc{} || end != s.data() + s.size() || value < min ||
-      value > max)
-    return false;
-  out = value;
-  return true;
-}
+using apps::parse_number;
 
 bool parse_rate(const std::string& s, double& out) {
   char* end = nullptr;
@@ -100,17 +92,9 @@ std::string usage() {
 parse_result parse_options(int argc, char** argv, options& out,
                            std::string& error) {
   bool kinds_given = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    std::string value;
-    bool has_value = false;
-    // Accept both "--flag value" and "--flag=value".
-    if (auto eq = flag.find('=');
-        flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag.resize(eq);
-      has_value = true;
-    }
+  apps::flag_reader args{argc, argv};
+  while (args.next()) {
+    auto& flag = args.flag();
     if (flag == "--help" || flag == "-h") return parse_result::help;
     if (flag == "--verbose" || flag == "-v") {
       out.verbose = true;
@@ -121,20 +105,8 @@ parse_result parse_options(int argc, char** argv, options& out,
         "--api-key", "--token-delay-ms", "--fail-rate", "--fail-kinds",
         "--seed",    "--idle-timeout",
     };
-    bool known = false;
-    for (auto f : with_value)
-      known = known || f == flag;
-    if (!known) {
-      error = "unknown option '" + flag + "'";
-      return parse_result::error;
-    }
-    if (!has_value) {
-      if (i + 1 >= argc) {
-        error = "option " + flag + " needs a value";
-        return parse_result::error;
-      }
-      value = argv[++i];
-    }
+    if (!args.take_value(with_value, error)) return parse_result::error;
+    auto& value = args.value();
     bool ok = true;
     if (flag == "--listen") {
       ok = parse_listen(value, out);
@@ -166,7 +138,7 @@ parse_result parse_options(int argc, char** argv, options& out,
       ok = parse_number<int64_t>(value, out.idle_timeout_s, 1, 86'400);
     }
     if (!ok) {
-      error = "bad value '" + value + "' for " + flag;
+      error = args.bad_value();
       return parse_result::error;
     }
   }

@@ -3,7 +3,8 @@
 
 #include "maritaca/gateway/options.hpp"
 
-#include <charconv>
+#include "maritaca/apps/flags.hpp"
+
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -33,17 +34,7 @@ std::vector<std::string> split_list(std::string_view s) {
   return out;
 }
 
-template <class T>
-bool parse_number(std::string_view text, T& out, T min, T max) {
-  T value{};
-  auto [end, ec] =
-      std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || value < min ||
-      value > max)
-    return false;
-  out = value;
-  return true;
-}
+using apps::parse_number;
 
 /// Parses seconds (fractions allowed) into milliseconds.
 bool parse_seconds(const std::string& text, std::chrono::milliseconds& out,
@@ -161,17 +152,9 @@ parse_result parse_options(int argc, const char* const* argv,
                            std::string& error) {
   std::string api_key_file;
   bool upstream_given = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    std::string value;
-    bool has_value = false;
-    // Accept both "--flag value" and "--flag=value".
-    if (auto eq = flag.find('=');
-        flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag.resize(eq);
-      has_value = true;
-    }
+  apps::flag_reader args{argc, argv};
+  while (args.next()) {
+    auto& flag = args.flag();
     if (flag == "--help" || flag == "-h") return parse_result::help;
     if (flag == "--access-log") {
       out.access_log = true;
@@ -211,20 +194,8 @@ parse_result parse_options(int argc, const char* const* argv,
         "--cluster-fallback",
         "--cluster-lease-ttl",
     };
-    bool known = false;
-    for (auto f : with_value)
-      known = known || f == flag;
-    if (!known) {
-      error = "unknown option '" + flag + "'";
-      return parse_result::error;
-    }
-    if (!has_value) {
-      if (i + 1 >= argc) {
-        error = "option " + flag + " needs a value";
-        return parse_result::error;
-      }
-      value = argv[++i];
-    }
+    if (!args.take_value(with_value, error)) return parse_result::error;
+    auto& value = args.value();
     auto& srv = out.server;
     bool ok = true;
     std::chrono::milliseconds ms{0};
@@ -303,7 +274,7 @@ parse_result parse_options(int argc, const char* const* argv,
       ok = parse_seconds(value, out.cluster_lease_ttl);
     }
     if (!ok) {
-      error = "bad value '" + value + "' for " + flag;
+      error = args.bad_value();
       return parse_result::error;
     }
   }
