@@ -5,6 +5,7 @@
 #include "hash.hpp"
 #include "stats.hpp"
 
+#include "maritaca/apps/listener.hpp"
 #include "maritaca/transport/sse_parser.hpp"
 #include "maritaca/transport/wire.hpp"
 
@@ -114,10 +115,7 @@ bool key_matches(beast::string_view value, const std::string& key) {
 
 /// Whether `ec` is the ordinary end of a connection (not worth a log line).
 bool is_ordinary(const beast::error_code& ec) {
-  return ec == net::error::operation_aborted || ec == net::error::eof ||
-         ec == net::error::connection_reset || ec == net::error::broken_pipe ||
-         ec == beast::error::timeout || ec == http::error::end_of_stream ||
-         ec == ssl::error::stream_truncated;
+  return apps::is_ordinary_end(ec) || ec == ssl::error::stream_truncated;
 }
 
 /// Formats `payload` as one chunk of the chunked transfer coding into
@@ -1028,29 +1026,9 @@ struct server::impl {
     // nop
   }
 
-  void do_accept() {
-    acceptor->async_accept(net::make_strand(ioc),
-                           [this](beast::error_code ec, tcp::socket socket) {
-                             on_accept(ec, std::move(socket));
-                           });
-  }
-
-  void on_accept(beast::error_code ec, tcp::socket socket) {
-    if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
-    if (ec) {
-      // E.g. out of file descriptors: wait a little instead of spinning.
-      if (state.opts.verbose)
-        std::fprintf(stderr, "maritaca-sim: accept: %s\n",
-                     ec.message().c_str());
-      accept_backoff.expires_after(50ms);
-      accept_backoff.async_wait([this](beast::error_code wait_ec) {
-        if (!wait_ec) do_accept();
-      });
-      return;
-    }
+  /// Serves one accepted connection.
+  void on_socket(tcp::socket socket) {
     state.counters.connections.fetch_add(1, std::memory_order_relaxed);
-    beast::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
     if (tls)
       std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(
           std::move(socket), *tls, state)
@@ -1058,7 +1036,6 @@ struct server::impl {
     else
       std::make_shared<session<beast::tcp_stream>>(std::move(socket), state)
           ->run();
-    do_accept();
   }
 
   // Destroyed in reverse order: the io_context (and with it every session)
@@ -1066,10 +1043,9 @@ struct server::impl {
   shared_state state;
   std::optional<ssl::context> tls;
   net::io_context ioc;
-  std::optional<tcp::acceptor> acceptor;
-  net::steady_timer accept_backoff{ioc};
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-  std::vector<std::thread> threads;
+  apps::listener acceptor{ioc, "maritaca-sim", state.opts.verbose,
+                          [this](tcp::socket s) { on_socket(std::move(s)); }};
+  apps::io_threads threads;
   std::string url;
   bool stopped = false;
 };
@@ -1100,37 +1076,14 @@ std::string server::start() {
       throw std::runtime_error("cannot load TLS key " + opts.tls_key + ": " +
                                ec.message());
   }
-  beast::error_code ec;
-  tcp::resolver resolver{d.ioc};
-  auto results = resolver.resolve(opts.host, std::to_string(opts.port),
-                                  tcp::resolver::passive, ec);
-  if (ec || results.empty())
-    throw std::runtime_error("cannot resolve " + opts.host + ": " +
-                             ec.message());
-  auto endpoint = results.begin()->endpoint();
-  d.acceptor.emplace(d.ioc);
-  d.acceptor->open(endpoint.protocol(), ec);
-  if (!ec) d.acceptor->set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) d.acceptor->bind(endpoint, ec);
-  if (!ec) d.acceptor->listen(net::socket_base::max_listen_connections, ec);
-  if (ec)
-    throw std::runtime_error("cannot listen on " + opts.host + ":" +
-                             std::to_string(opts.port) + ": " + ec.message());
-  auto bound = d.acceptor->local_endpoint();
-  // Print an address a client can connect to.
-  std::string host = opts.host;
-  if (bound.address().is_unspecified())
-    host = bound.address().is_v6() ? "[::1]" : "127.0.0.1";
-  else if (host.find(':') != std::string::npos)
-    host = "[" + host + "]";
-  d.url = std::string{d.tls ? "https" : "http"} + "://" + host + ":" +
-          std::to_string(bound.port()) + "/api";
-  d.do_accept();
-  d.work.emplace(d.ioc.get_executor());
-  auto n = opts.threads > 0 ? opts.threads
-                            : std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i)
-    d.threads.emplace_back([&d] { d.ioc.run(); });
+  d.acceptor.listen(opts.host, opts.port);
+  d.url = std::string{d.tls ? "https" : "http"} + "://" +
+          d.acceptor.client_address() + "/api";
+  d.acceptor.start();
+  d.threads.start(d.ioc,
+                  opts.threads > 0
+                      ? opts.threads
+                      : std::max(1u, std::thread::hardware_concurrency()));
   return d.url;
 }
 
@@ -1142,15 +1095,8 @@ void server::stop() {
   auto& d = *impl_;
   if (d.stopped) return;
   d.stopped = true;
-  d.work.reset();
-  d.ioc.stop();
-  for (auto& t : d.threads)
-    t.join();
-  if (d.acceptor) {
-    beast::error_code ec;
-    d.acceptor->close(ec);
-  }
-  d.threads.clear();
+  d.threads.stop(d.ioc);
+  d.acceptor.close();
 }
 
 } // namespace maritaca::sim

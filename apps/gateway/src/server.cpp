@@ -3,6 +3,7 @@
 /// No CAF here: requests go to a plain `handler`, answers come back through
 /// a `responder` that posts everything to the connection's strand.
 
+#include "maritaca/apps/listener.hpp"
 #include "maritaca/gateway/http.hpp"
 
 #include <boost/asio/dispatch.hpp>
@@ -124,13 +125,6 @@ using namespace std::chrono_literals;
 /// Time allowed for the peer to close after we did (lingering close).
 constexpr auto linger_timeout = 2s;
 
-/// Whether `ec` is the ordinary end of a connection (not worth a log line).
-bool is_ordinary(const beast::error_code& ec) {
-  return ec == net::error::operation_aborted || ec == net::error::eof ||
-         ec == net::error::connection_reset || ec == net::error::broken_pipe ||
-         ec == beast::error::timeout || ec == http::error::end_of_stream;
-}
-
 class connection;
 
 } // namespace
@@ -141,8 +135,8 @@ struct http_server::impl {
     // nop
   }
 
-  void do_accept();
-  void on_accept(beast::error_code ec, tcp::socket socket);
+  /// Serves one accepted connection, or closes it when over the limit.
+  void on_socket(tcp::socket socket);
 
   /// Forgets connection `c` (called by its destructor).
   void remove(std::list<std::weak_ptr<connection>>::iterator pos) {
@@ -159,14 +153,9 @@ struct http_server::impl {
   std::mutex mtx;
   std::list<std::weak_ptr<connection>> live;
   net::io_context ioc;
-  /// The acceptor and its backoff timer share a strand (several threads
-  /// may run the io_context).
-  net::strand<net::io_context::executor_type> accept_strand{
-      net::make_strand(ioc)};
-  std::optional<tcp::acceptor> acceptor;
-  net::steady_timer accept_backoff{accept_strand};
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-  std::vector<std::thread> threads;
+  apps::listener acceptor{ioc, "maritaca-gateway", opts.verbose,
+                          [this](tcp::socket s) { on_socket(std::move(s)); }};
+  apps::io_threads threads;
   std::string url;
   bool started = false;
   bool stopped = false;
@@ -570,7 +559,7 @@ private:
   /// The one failure path: logs unusual errors when verbose, then closes.
   void fail(beast::error_code ec, const char* what) {
     if (closed_) return;
-    if (opts_.verbose && !is_ordinary(ec))
+    if (opts_.verbose && !apps::is_ordinary_end(ec))
       std::fprintf(stderr, "maritaca-gateway: %s: %s\n", what,
                    ec.message().c_str());
     close_now();
@@ -678,34 +667,13 @@ std::shared_ptr<responder> connection::make_responder() {
 
 } // namespace
 
-void http_server::impl::do_accept() {
-  acceptor->async_accept(net::make_strand(ioc),
-                         [this](beast::error_code ec, tcp::socket socket) {
-                           on_accept(ec, std::move(socket));
-                         });
-}
-
-void http_server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
-  if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
-  if (ec) {
-    // E.g. out of file descriptors: wait a little instead of spinning.
-    if (opts.verbose)
-      std::fprintf(stderr, "maritaca-gateway: accept: %s\n",
-                   ec.message().c_str());
-    accept_backoff.expires_after(50ms);
-    accept_backoff.async_wait([this](beast::error_code wait_ec) {
-      if (!wait_ec) do_accept();
-    });
-    return;
-  }
+void http_server::impl::on_socket(tcp::socket socket) {
   if (open.load(std::memory_order_relaxed) >= opts.max_connections) {
     // Over the limit: refuse by closing.
     beast::error_code ignored;
     socket.close(ignored);
-    return do_accept();
+    return;
   }
-  beast::error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
   // The impl lives as long as the server object, which outlives the I/O
   // threads and (see http_server) every responder.
   auto conn = std::make_shared<connection>(std::move(socket), *this);
@@ -715,7 +683,6 @@ void http_server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
     conn->registered(live.begin());
   }
   conn->run();
-  do_accept();
 }
 
 http_server::http_server(server_options opts, handler h)
@@ -731,36 +698,11 @@ std::string http_server::start() {
   auto& d = *impl_;
   if (d.started) return d.url;
   auto& opts = d.opts;
-  beast::error_code ec;
-  tcp::resolver resolver{d.ioc};
-  auto results = resolver.resolve(opts.host, std::to_string(opts.port),
-                                  tcp::resolver::passive, ec);
-  if (ec || results.empty())
-    throw std::runtime_error("cannot resolve " + opts.host + ": " +
-                             ec.message());
-  auto endpoint = results.begin()->endpoint();
-  d.acceptor.emplace(d.accept_strand);
-  d.acceptor->open(endpoint.protocol(), ec);
-  if (!ec) d.acceptor->set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) d.acceptor->bind(endpoint, ec);
-  if (!ec) d.acceptor->listen(net::socket_base::max_listen_connections, ec);
-  if (ec)
-    throw std::runtime_error("cannot listen on " + opts.host + ":" +
-                             std::to_string(opts.port) + ": " + ec.message());
-  auto bound = d.acceptor->local_endpoint();
-  // Print an address a client can connect to.
-  std::string host = opts.host;
-  if (bound.address().is_unspecified())
-    host = bound.address().is_v6() ? "[::1]" : "127.0.0.1";
-  else if (host.find(':') != std::string::npos)
-    host = "[" + host + "]";
-  d.url = "http://" + host + ":" + std::to_string(bound.port());
+  d.acceptor.listen(opts.host, opts.port);
+  d.url = "http://" + d.acceptor.client_address();
   d.started = true;
-  d.do_accept();
-  d.work.emplace(d.ioc.get_executor());
-  auto n = std::max(1u, opts.threads);
-  for (unsigned i = 0; i < n; ++i)
-    d.threads.emplace_back([&d] { d.ioc.run(); });
+  d.acceptor.start();
+  d.threads.start(d.ioc, std::max(1u, opts.threads));
   return d.url;
 }
 
@@ -786,11 +728,7 @@ void http_server::stop() {
   if (d.stopped) return;
   d.stopped = true;
   if (d.started) {
-    net::post(d.accept_strand, [&d] {
-      beast::error_code ec;
-      d.acceptor->close(ec);
-      d.accept_backoff.cancel();
-    });
+    d.acceptor.close();
     // Close every connection on its strand, so handlers hear about it.
     std::vector<std::shared_ptr<connection>> conns;
     {
@@ -805,11 +743,7 @@ void http_server::stop() {
     for (int i = 0; i < 100 && d.closing.load() > 0; ++i)
       std::this_thread::sleep_for(10ms);
   }
-  d.work.reset();
-  d.ioc.stop();
-  for (auto& t : d.threads)
-    t.join();
-  d.threads.clear();
+  d.threads.stop(d.ioc);
 }
 
 } // namespace maritaca::gateway
