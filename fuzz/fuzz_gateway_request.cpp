@@ -10,6 +10,7 @@
 // the right bearer token, the token is never echoed unless sent elsewhere,
 // header values hold no CR/LF/NUL, the metrics stay well-formed.
 
+#include "beast_request.hpp"
 #include "codec.hpp"
 #include "maritaca/gateway/http.hpp"
 #include "maritaca/gateway/metrics.hpp"
@@ -187,18 +188,7 @@ void handle(http::request<http::string_body>&& msg) {
   server_options opts; // the gateway's default limits
   if (msg.target().size() > opts.max_url_bytes) return; // 414 in server.cpp
   // As server.cpp's dispatch_request builds it.
-  request req;
-  req.method = std::string{msg.method_string()};
-  req.target = std::string{msg.target()};
-  auto q = req.target.find('?');
-  req.path = req.target.substr(0, q);
-  if (q != std::string::npos) req.query = req.target.substr(q + 1);
-  for (auto& f : msg)
-    req.headers.push_back(
-        {std::string{f.name_string()}, std::string{f.value()}});
-  req.body = std::move(msg.body());
-  req.version = msg.version();
-  req.remote = "127.0.0.1:1";
+  auto req = to_request(std::move(msg), "127.0.0.1:1");
 
   // Forwarded header values must be safe to put on an upstream request.
   // The token may be echoed only when it was sent outside Authorization.

@@ -3,6 +3,8 @@
 /// No CAF here: requests go to a plain `handler`, answers come back through
 /// a `responder` that posts everything to the connection's strand.
 
+#include "beast_request.hpp"
+
 #include "maritaca/apps/listener.hpp"
 #include "maritaca/gateway/http.hpp"
 
@@ -110,6 +112,25 @@ response response::text(int status, std::string body) {
 }
 
 responder::~responder() = default;
+
+request
+to_request(boost::beast::http::request<boost::beast::http::string_body>&& msg,
+           std::string remote) {
+  request req;
+  req.method = std::string{msg.method_string()};
+  req.target = std::string{msg.target()};
+  // The path ends at the first '?'; the query follows it.
+  auto q = req.target.find('?');
+  req.path = req.target.substr(0, q);
+  if (q != std::string::npos) req.query = req.target.substr(q + 1);
+  for (auto& f : msg)
+    req.headers.push_back(
+        {std::string{f.name_string()}, std::string{f.value()}});
+  req.body = std::move(msg.body());
+  req.version = msg.version();
+  req.remote = std::move(remote);
+  return req;
+}
 
 // -- the server
 // -----------------------------------------------------------------
@@ -372,18 +393,7 @@ private:
     on_gone_ = nullptr;
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
-    request req;
-    req.method = std::string{msg.method_string()};
-    req.target = std::string{msg.target()};
-    auto q = req.target.find('?');
-    req.path = req.target.substr(0, q);
-    if (q != std::string::npos) req.query = req.target.substr(q + 1);
-    for (auto& f : msg)
-      req.headers.push_back(
-          {std::string{f.name_string()}, std::string{f.value()}});
-    req.body = std::move(msg.body());
-    req.version = msg.version();
-    req.remote = remote_;
+    auto req = to_request(std::move(msg), remote_);
     // Notice a client that leaves while its answer is being made.
     watch_peer();
     auto res = make_responder();
