@@ -302,14 +302,23 @@ private:
         beast::bind_front_handler(&session::on_read_header, self()));
   }
 
+  /// Answers a request over a size limit (413 or 431, then closes).
+  /// Returns false when `ec` is no such error.
+  bool refuse_too_large(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      send_error(http::status::payload_too_large, "body too large", false);
+      return true;
+    }
+    if (ec == http::error::header_limit) {
+      send_error(http::status::request_header_fields_too_large,
+                 "header too large", false);
+      return true;
+    }
+    return false;
+  }
+
   void on_read_header(beast::error_code ec, std::size_t) {
-    if (closed_) return;
-    if (ec == http::error::body_limit)
-      return send_error(http::status::payload_too_large, "body too large",
-                        false);
-    if (ec == http::error::header_limit)
-      return send_error(http::status::request_header_fields_too_large,
-                        "header too large", false);
+    if (closed_ || refuse_too_large(ec)) return;
     if (ec) return fail(ec, "read header");
     auto& req = parser_->get();
     if (beast::iequals(req[http::field::expect], "100-continue")) {
@@ -335,10 +344,7 @@ private:
   }
 
   void on_read(beast::error_code ec, std::size_t) {
-    if (closed_) return;
-    if (ec == http::error::body_limit)
-      return send_error(http::status::payload_too_large, "body too large",
-                        false);
+    if (closed_ || refuse_too_large(ec)) return;
     if (ec) return fail(ec, "read");
     handle_request();
   }

@@ -325,13 +325,23 @@ private:
         beast::bind_front_handler(&connection::on_read_header, self()));
   }
 
+  /// Answers a request over a size limit (413 or 431, then closes).
+  /// Returns false when `ec` is no such error.
+  bool refuse_too_large(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      refuse(413, "request body too large (limit " +
+                      std::to_string(opts_.max_body_bytes) + " bytes)");
+      return true;
+    }
+    if (ec == http::error::header_limit) {
+      refuse(431, "request header fields too large");
+      return true;
+    }
+    return false;
+  }
+
   void on_read_header(beast::error_code ec, std::size_t) {
-    if (closed_) return;
-    if (ec == http::error::body_limit)
-      return refuse(413, "request body too large (limit " +
-                             std::to_string(opts_.max_body_bytes) + " bytes)");
-    if (ec == http::error::header_limit)
-      return refuse(431, "request header fields too large");
+    if (closed_ || refuse_too_large(ec)) return;
     if (ec) return fail(ec, "read header");
     auto& req = parser_->get();
     version_ = req.version();
@@ -361,10 +371,7 @@ private:
   }
 
   void on_read(beast::error_code ec, std::size_t) {
-    if (closed_) return;
-    if (ec == http::error::body_limit)
-      return refuse(413, "request body too large (limit " +
-                             std::to_string(opts_.max_body_bytes) + " bytes)");
+    if (closed_ || refuse_too_large(ec)) return;
     if (ec) return fail(ec, "read");
     dispatch_request();
   }
