@@ -925,13 +925,20 @@ private:
     close_now();
   }
 
-  /// Aborts the connection with RST (SO_LINGER 0), no further byte.
-  void reset_now() {
-    if (closed_) return;
+  /// Marks the connection closed: releases the request in flight and stops
+  /// the timers. Returns false when it was closed already.
+  bool mark_closed() {
+    if (closed_) return false;
     closed_ = true;
     flight_.reset();
     timer_.cancel();
     watchdog_.cancel();
+    return true;
+  }
+
+  /// Aborts the connection with RST (SO_LINGER 0), no further byte.
+  void reset_now() {
+    if (!mark_closed()) return;
     beast::error_code ec;
     lowest().socket().set_option(net::socket_base::linger(true, 0), ec);
     lowest().close();
@@ -939,11 +946,7 @@ private:
 
   /// Closes the connection at once (FIN, or RST when data is unread).
   void close_now() {
-    if (closed_) return;
-    closed_ = true;
-    flight_.reset();
-    timer_.cancel();
-    watchdog_.cancel();
+    if (!mark_closed()) return;
     beast::error_code ec;
     lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
     lowest().close();
