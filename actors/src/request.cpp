@@ -225,7 +225,7 @@ transport::call make_call(request_self* self) {
     c.req.stream = true;
     c.what = transport::expect::chunks;
     // Few batches in flight: the subscribers' window bounds the rest.
-    c.window = 2;
+    c.window = 4;
   } else {
     c.what = transport::expect::completion;
   }

@@ -164,7 +164,7 @@ struct ask_options {
   /// Retries.
   retry_policy retry;
   /// Stream credit window.
-  uint32_t stream_window = 64;
+  uint32_t stream_window = 256;
   /// Extra header fields of this ask's requests (e.g. tracing ids).
   transport::header_list headers;
 };

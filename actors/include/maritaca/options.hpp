@@ -150,7 +150,7 @@ struct model_config {
   maritaca::limits limits;
   /// Streams: chunks a subscriber may have unprocessed before the request
   /// stops reading the socket (credit-based back-pressure).
-  uint32_t stream_window = 64;
+  uint32_t stream_window = 256;
   /// Upper bound of one whole ask, queueing and retries included: the
   /// finite timeout of every CAF request the library makes on a caller's
   /// behalf.
