@@ -25,8 +25,8 @@ constexpr int total_asks = 1000;
 constexpr int distinct_prompts = 25;
 
 std::string prompt(int i) {
-  return "What is " + std::to_string(i % distinct_prompts) + "+"
-         + std::to_string(7) + "?";
+  return "What is " + std::to_string(i % distinct_prompts) + "+" +
+         std::to_string(7) + "?";
 }
 
 /// What a streaming subscriber saw of one ask.
@@ -50,19 +50,12 @@ TEST_CASE("1,000 asks through random faults each end exactly once") {
   // The reference answers come from a simulator without faults.
   test::sim_process clean;
   test::sim_process chaotic{
-    {"--fail-rate", "0.3", "--seed", "7", "--fail-kinds",
-     "429;retry-after=1,503,reset-before,reset-mid,stall-first,stall-mid,"
-     "bad-json"}};
+      {"--fail-rate", "0.3", "--seed", "7", "--fail-kinds",
+       "429;retry-after=1,503,reset-before,reset-mid,stall-first,stall-mid,"
+       "bad-json"}};
   test::test_system ts;
-  std::map<std::string, std::string> expected;
-  {
-    chat_model reference{ts.sys, test::sim_config(clean)};
-    for (int i = 0; i < distinct_prompts; ++i) {
-      auto r = reference.invoke(prompt(i));
-      REQUIRE(r);
-      expected[prompt(i)] = r->content();
-    }
-  }
+  auto expected = test::reference_answers(ts.sys, clean, distinct_prompts,
+                                          [](int i) { return prompt(i); });
   auto cfg = test::sim_config(chaotic);
   cfg.limits.max_concurrency = 32;
   cfg.retry.max_retries = 3;
@@ -72,34 +65,33 @@ TEST_CASE("1,000 asks through random faults each end exactly once") {
   chat_model model{ts.sys, cfg};
 
   auto log = std::make_shared<chaos_log>();
-  auto subscriber = ts.sys.spawn([log](caf::event_based_actor*)
-                                   -> caf::behavior {
-    auto rec = [log](uint64_t id) -> stream_record& {
-      return log->streams[id];
-    };
-    return {
-      [=](const chat_chunk& x) {
-        std::lock_guard<std::mutex> guard{log->mtx};
-        auto& r = rec(x.request_id);
-        if (r.terminals > 0)
-          ++r.chunks_after_end;
-        r.text += x.content;
-      },
-      [=](const stream_done& x) {
-        std::lock_guard<std::mutex> guard{log->mtx};
-        auto& r = rec(x.request_id);
-        ++r.terminals;
-        r.ok = true;
-        r.final_content = x.message.content();
-      },
-      [=](const stream_failed& x) {
-        std::lock_guard<std::mutex> guard{log->mtx};
-        auto& r = rec(x.request_id);
-        ++r.terminals;
-        r.code = code_of(x.error);
-      },
-    };
-  });
+  auto subscriber =
+      ts.sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
+        auto rec = [log](uint64_t id) -> stream_record& {
+          return log->streams[id];
+        };
+        return {
+            [=](const chat_chunk& x) {
+              std::lock_guard<std::mutex> guard{log->mtx};
+              auto& r = rec(x.request_id);
+              if (r.terminals > 0) ++r.chunks_after_end;
+              r.text += x.content;
+            },
+            [=](const stream_done& x) {
+              std::lock_guard<std::mutex> guard{log->mtx};
+              auto& r = rec(x.request_id);
+              ++r.terminals;
+              r.ok = true;
+              r.final_content = x.message.content();
+            },
+            [=](const stream_failed& x) {
+              std::lock_guard<std::mutex> guard{log->mtx};
+              auto& r = rec(x.request_id);
+              ++r.terminals;
+              r.code = code_of(x.error);
+            },
+        };
+      });
 
   // Half the asks are plain (futures), half streamed to the subscriber.
   std::vector<std::future<chat_model::result_type>> futures;
@@ -175,13 +167,13 @@ TEST_CASE("1,000 asks through random faults each end exactly once") {
   // Every slot came back.
   caf::scoped_actor self{ts.sys};
   self->request(model.dispatcher(), 5s, stats_atom::value)
-    .receive(
-      [&](dispatcher_stats& st) {
-        CHECK(st.in_flight == 0);
-        CHECK(st.queued == 0);
-        CHECK(st.admitted == static_cast<uint64_t>(total_asks));
-        CHECK(st.completed == static_cast<uint64_t>(total_asks));
-      },
-      [&](caf::error& err) { FAIL(describe(err)); });
+      .receive(
+          [&](dispatcher_stats& st) {
+            CHECK(st.in_flight == 0);
+            CHECK(st.queued == 0);
+            CHECK(st.admitted == static_cast<uint64_t>(total_asks));
+            CHECK(st.completed == static_cast<uint64_t>(total_asks));
+          },
+          [&](caf::error& err) { FAIL(describe(err)); });
   self->send_exit(subscriber, caf::exit_reason::user_shutdown);
 }

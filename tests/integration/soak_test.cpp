@@ -99,15 +99,8 @@ TEST_CASE("mixed load for a while does not grow the resident set") {
                             "bad-json"}};
   test::test_system ts;
 
-  std::map<std::string, std::string> expected;
-  {
-    chat_model reference{ts.sys, test::sim_config(clean)};
-    for (int i = 0; i < distinct_prompts; ++i) {
-      auto r = reference.invoke(prompt(i));
-      REQUIRE(r);
-      expected[prompt(i)] = r->content();
-    }
-  }
+  auto expected = test::reference_answers(ts.sys, clean, distinct_prompts,
+                                          [](int i) { return prompt(i); });
 
   auto cfg = test::sim_config(faulty);
   cfg.limits.max_concurrency = 8;

@@ -12,7 +12,9 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <regex>
+#include <stdexcept>
 #include <string>
 
 namespace maritaca::test {
@@ -39,6 +41,25 @@ inline model_config with_header(model_config cfg, std::string name,
   return cfg;
 }
 
+/// The answers of a fault-free `sim` to prompts `prompt(0)` ..
+/// `prompt(count - 1)`, by prompt (the simulator is deterministic: a prompt
+/// always gets the same answer). Throws when one cannot be had.
+template <class Prompt>
+std::map<std::string, std::string> reference_answers(caf::actor_system& sys,
+                                                     const sim_process& sim,
+                                                     int count, Prompt prompt) {
+  chat_model reference{sys, sim_config(sim)};
+  std::map<std::string, std::string> result;
+  for (int i = 0; i < count; ++i) {
+    auto r = reference.invoke(prompt(i));
+    if (!r)
+      throw std::runtime_error("no reference answer: " +
+                               to_failure(r.error()).message);
+    result[prompt(i)] = r->content();
+  }
+  return result;
+}
+
 /// The simulator's counters (`GET /sim/stats`).
 struct sim_stats {
   int64_t requests = -1;
@@ -51,13 +72,11 @@ struct sim_stats {
 inline sim_stats read_stats(const sim_process& sim) {
   std::string body;
   sim_stats result;
-  if (http_get(sim.port(), "/sim/stats", body) != 200)
-    return result;
+  if (http_get(sim.port(), "/sim/stats", body) != 200) return result;
   auto field = [&](const char* name) -> int64_t {
     std::smatch m;
     std::regex re{std::string{"\""} + name + "\"\\s*:\\s*(\\d+)"};
-    if (std::regex_search(body, m, re))
-      return std::atoll(m[1].str().c_str());
+    if (std::regex_search(body, m, re)) return std::atoll(m[1].str().c_str());
     return -1;
   };
   result.requests = field("requests");
