@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -131,13 +132,12 @@ TEST_CASE("mixed load for a while does not grow the resident set") {
   std::atomic<bool> stop{false};
 
   // Four kinds of load, one thread each.
-  std::vector<std::thread> workers;
-  workers.reserve(4);
-  workers.emplace_back([&] { // blocking asks
+  std::array<std::thread, 4> workers;
+  workers[0] = std::thread([&] { // blocking asks
     for (uint64_t i = 0; clock_type::now() < stop_at; ++i)
       check(model.invoke(prompt(i)), prompt(i));
   });
-  workers.emplace_back([&] { // streamed asks, iterated chunk by chunk
+  workers[1] = std::thread([&] { // streamed asks, iterated chunk by chunk
     for (uint64_t i = 0; clock_type::now() < stop_at; ++i) {
       auto s = model.stream(prompt(i));
       std::string text;
@@ -148,7 +148,7 @@ TEST_CASE("mixed load for a while does not grow the resident set") {
       if (r && text != r->content()) t.mismatch("stream text differs");
     }
   });
-  workers.emplace_back([&] { // async asks in small batches
+  workers[2] = std::thread([&] { // async asks in small batches
     for (uint64_t i = 0; clock_type::now() < stop_at; i += 8) {
       std::vector<std::future<chat_model::result_type>> fs;
       for (uint64_t j = i; j < i + 8; ++j)
@@ -163,7 +163,7 @@ TEST_CASE("mixed load for a while does not grow the resident set") {
       }
     }
   });
-  workers.emplace_back([&] { // short-lived models on the shared system
+  workers[3] = std::thread([&] { // short-lived models on the shared system
     for (uint64_t i = 0; clock_type::now() < stop_at; ++i) {
       chat_model temp{ts.sys, cfg};
       check(temp.invoke(prompt(i)), prompt(i));
