@@ -683,3 +683,121 @@ TEST_CASE("a pooled connection the server dropped is retried once") {
   CHECK(server.connections() == 2);
   CHECK(client.stats().connections_opened == 2);
 }
+
+// -- through an HTTP proxy (tinyproxy)
+// -----------------------------------------
+
+TEST_CASE("exchanges tunnel through an HTTP proxy") {
+  test::proxy_process proxy;
+  test::sim_process sim;
+  client_config cfg;
+  cfg.proxy = proxy.url();
+  http_client client{cfg};
+  auto rec = run(client, chat_request(sim.base_url(), false));
+  INFO(rec->what.describe());
+  REQUIRE(rec->dones == 1);
+  CHECK(rec->head.status == 200);
+  CHECK(rec->body.find("\"chat.completion\"") != std::string::npos);
+  // A stream, on the same tunnel (kept alive through the proxy).
+  rec = run(client, chat_request(sim.base_url(), true));
+  INFO(rec->what.describe());
+  REQUIRE(rec->dones == 1);
+  CHECK(rec->body.find("[DONE]") != std::string::npos);
+  CHECK(client.stats().connections_opened == 1);
+  CHECK(client.stats().connections_reused == 1);
+}
+
+TEST_CASE("TLS goes end to end through a proxy tunnel") {
+  auto cert = test::make_test_cert("localhost");
+  test::proxy_process proxy;
+  test::sim_process sim{
+      {"--tls-cert", cert.cert_file, "--tls-key", cert.key_file}};
+  client_config cfg;
+  cfg.proxy = proxy.url();
+  cfg.ca_file = cert.cert_file;
+  http_client client{cfg};
+  // By host name: SNI and the certificate check are the origin's, not the
+  // proxy's.
+  auto base = "https://localhost:" + std::to_string(sim.port()) + "/api";
+  auto rec = run(client, chat_request(base, true));
+  INFO(rec->what.describe());
+  REQUIRE(rec->dones == 1);
+  CHECK(rec->body.find("[DONE]") != std::string::npos);
+  // Without the CA the origin's certificate is refused through the tunnel.
+  client_config strict = cfg;
+  strict.ca_file.clear();
+  http_client refusing{strict};
+  rec = run(refusing, chat_request(base, false));
+  REQUIRE(rec->failures == 1);
+  CHECK(rec->what.code == errc::tls_failed);
+}
+
+TEST_CASE("proxy credentials, refusals and bypass") {
+  test::proxy_process proxy{"maritaca", "s3cret"};
+  test::sim_process sim;
+  auto with_proxy = [&](std::string url, std::vector<std::string> bypass = {}) {
+    client_config cfg;
+    cfg.proxy = std::move(url);
+    cfg.no_proxy = std::move(bypass);
+    return cfg;
+  };
+  auto authority = "127.0.0.1:" + std::to_string(proxy.port());
+  SECTION("the right credentials open the tunnel") {
+    http_client client{with_proxy("http://maritaca:s3cret@" + authority)};
+    auto rec = run(client, chat_request(sim.base_url(), false));
+    INFO(rec->what.describe());
+    CHECK(rec->dones == 1);
+  }
+  SECTION("percent-escaped credentials are decoded") {
+    http_client client{with_proxy("http://mar%69taca:s3cr%65t@" + authority)};
+    auto rec = run(client, chat_request(sim.base_url(), false));
+    INFO(rec->what.describe());
+    CHECK(rec->dones == 1);
+  }
+  SECTION("missing or wrong credentials: 407, not retried, no password") {
+    for (auto url :
+         {"http://" + authority, "http://maritaca:wrong@" + authority}) {
+      http_client client{with_proxy(url)};
+      auto rec = run(client, chat_request(sim.base_url(), false));
+      REQUIRE(rec->failures == 1);
+      CHECK(rec->what.code == errc::connect_failed);
+      // tinyproxy answers a CONNECT without valid credentials with 401
+      // (RFC 9110 says 407); either reads as the proxy's refusal.
+      CHECK((rec->what.status == 407 || rec->what.status == 401));
+      CHECK(rec->what.should_retry == 0);
+      CHECK(rec->what.message.find("proxy") != std::string::npos);
+      CHECK(rec->what.message.find("credentials") != std::string::npos);
+      CHECK(rec->what.message.find("badpass") == std::string::npos);
+      CHECK(rec->what.message.find("s3cret") == std::string::npos);
+      CHECK(sim_stat(sim, "requests") == 0);
+    }
+  }
+  SECTION("an unreachable proxy fails to connect; no_proxy goes direct") {
+    auto dead = "http://127.0.0.1:" + std::to_string(closed_port());
+    http_client via{with_proxy(dead)};
+    auto rec = run(via, chat_request(sim.base_url(), false));
+    REQUIRE(rec->failures == 1);
+    CHECK(rec->what.code == errc::connect_failed);
+    CHECK(rec->what.message.find("proxy") != std::string::npos);
+    for (auto bypass : {"127.0.0.1", "*", ".0.0.1"}) {
+      INFO(bypass);
+      http_client direct{with_proxy(dead, {"example.com", bypass})};
+      rec = run(direct, chat_request(sim.base_url(), false));
+      INFO(rec->what.describe());
+      CHECK(rec->dones == 1);
+    }
+  }
+  SECTION("a malformed proxy URL fails every exchange, secrets unsaid") {
+    for (auto url : {"https://u:hidden@127.0.0.1:1", "socks5://127.0.0.1:1",
+                     "http://u:hidden@", "http://127.0.0.1:99999",
+                     "http://u%zz:hidden@127.0.0.1:1", "http://h/path"}) {
+      INFO(url);
+      http_client client{with_proxy(url)};
+      auto rec = run(client, chat_request(sim.base_url(), false));
+      REQUIRE(rec->failures == 1);
+      CHECK(rec->what.code == errc::invalid_argument);
+      CHECK(rec->what.message.rfind("proxy: ", 0) == 0);
+      CHECK(rec->what.message.find("hidden") == std::string::npos);
+    }
+  }
+}

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -27,11 +28,9 @@ std::string bin_path(const std::string& program) {
 child_process::child_process(std::vector<std::string> argv,
                              std::string ready_prefix) {
   int fds[2];
-  if (pipe(fds) != 0)
-    throw std::runtime_error("pipe failed");
+  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
   pid_ = fork();
-  if (pid_ < 0)
-    throw std::runtime_error("fork failed");
+  if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     // Child: dies with the test (even when the test is killed), stdout into
     // the pipe, stderr stays the test's stderr.
@@ -49,18 +48,15 @@ child_process::child_process(std::vector<std::string> argv,
   }
   close(fds[1]);
   stdout_fd_ = fds[0];
-  if (ready_prefix.empty())
-    return;
+  if (ready_prefix.empty()) return;
   // Read byte by byte until a line with the prefix arrives (or 10 s pass).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   std::string line;
   while (std::chrono::steady_clock::now() < deadline) {
     pollfd p{stdout_fd_, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0)
-      continue;
+    if (poll(&p, 1, 100) <= 0) continue;
     char c;
-    if (read(stdout_fd_, &c, 1) != 1)
-      break;
+    if (read(stdout_fd_, &c, 1) != 1) break;
     if (c != '\n') {
       line += c;
       continue;
@@ -73,8 +69,8 @@ child_process::child_process(std::vector<std::string> argv,
   }
   kill(SIGKILL);
   wait();
-  throw std::runtime_error("child " + argv[0] + " did not print a line with '"
-                           + ready_prefix + "'");
+  throw std::runtime_error("child " + argv[0] + " did not print a line with '" +
+                           ready_prefix + "'");
 }
 
 child_process::~child_process() {
@@ -94,21 +90,17 @@ child_process::~child_process() {
       waitpid(pid_, nullptr, 0);
     }
   }
-  if (stdout_fd_ >= 0)
-    close(stdout_fd_);
+  if (stdout_fd_ >= 0) close(stdout_fd_);
 }
 
 void child_process::kill(int signal) {
-  if (pid_ > 0)
-    ::kill(pid_, signal);
+  if (pid_ > 0) ::kill(pid_, signal);
 }
 
 int child_process::wait() {
-  if (pid_ <= 0)
-    return -1;
+  if (pid_ <= 0) return -1;
   int status = 0;
-  if (waitpid(pid_, &status, 0) != pid_)
-    return -1;
+  if (waitpid(pid_, &status, 0) != pid_) return -1;
   pid_ = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -125,7 +117,7 @@ std::vector<std::string> sim_args(std::vector<std::string> extra) {
 } // namespace
 
 sim_process::sim_process(std::vector<std::string> extra_args)
-  : proc_(sim_args(std::move(extra_args)), "http") {
+    : proc_(sim_args(std::move(extra_args)), "http") {
   // nop
 }
 
@@ -140,21 +132,94 @@ int sim_process::port() const {
   return std::atoi(o.substr(o.rfind(':') + 1).c_str());
 }
 
+namespace {
+
+/// A port no socket listens on right now (the kernel's choice).
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len)) {
+    if (fd >= 0) close(fd);
+    throw std::runtime_error("cannot find a free port");
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+bool listening(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  auto ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+} // namespace
+
+proxy_process::proxy_process(const std::string& user,
+                             const std::string& password) {
+  const std::string binary = "/usr/bin/tinyproxy";
+  if (access(binary.c_str(), X_OK) != 0)
+    throw std::runtime_error("tinyproxy is missing (run scripts/setup)");
+  char tmpl[] = "/tmp/maritaca-proxy-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  dir_ = tmpl;
+  port_ = free_port();
+  // No ConnectPort line: CONNECT may reach any port (the simulator's).
+  std::string conf = "Port " + std::to_string(port_) +
+                     "\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 30\n"
+                     "MaxClients 200\nLogLevel Warning\n";
+  if (!user.empty()) conf += "BasicAuth " + user + " " + password + "\n";
+  auto path = dir_ + "/tinyproxy.conf";
+  if (auto f = std::fopen(path.c_str(), "w")) {
+    std::fputs(conf.c_str(), f);
+    std::fclose(f);
+  } else {
+    throw std::runtime_error("cannot write " + path);
+  }
+  proc_ = std::make_unique<child_process>(
+      std::vector<std::string>{binary, "-d", "-c", path});
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!listening(port_)) {
+    if (std::chrono::steady_clock::now() > deadline)
+      throw std::runtime_error("tinyproxy does not listen on port " +
+                               std::to_string(port_));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+proxy_process::~proxy_process() {
+  proc_.reset();
+  std::remove((dir_ + "/tinyproxy.conf").c_str());
+  rmdir(dir_.c_str());
+}
+
+std::string proxy_process::url() const {
+  return "http://127.0.0.1:" + std::to_string(port_);
+}
+
 test_cert make_test_cert(const std::string& dns_name) {
   static std::mutex mtx;
   static std::map<std::string, test_cert> made;
   std::lock_guard<std::mutex> guard{mtx};
-  if (auto i = made.find(dns_name); i != made.end())
-    return i->second;
+  if (auto i = made.find(dns_name); i != made.end()) return i->second;
   char tmpl[] = "/tmp/maritaca-cert-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr)
-    throw std::runtime_error("mkdtemp failed");
+  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
   test_cert result{std::string{tmpl} + "/cert.pem",
                    std::string{tmpl} + "/key.pem"};
-  auto cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN="
-             + dns_name + "' -addext 'subjectAltName=DNS:" + dns_name
-             + ",IP:127.0.0.1' -keyout " + result.key_file + " -out "
-             + result.cert_file + " >/dev/null 2>&1";
+  auto cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=" +
+             dns_name + "' -addext 'subjectAltName=DNS:" + dns_name +
+             ",IP:127.0.0.1' -keyout " + result.key_file + " -out " +
+             result.cert_file + " >/dev/null 2>&1";
   if (std::system(cmd.c_str()) != 0)
     throw std::runtime_error("openssl failed to make a certificate");
   made.emplace(dns_name, result);
@@ -165,8 +230,7 @@ namespace {
 
 int raw_exchange(int port, const std::string& request, std::string& body) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return -1;
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -190,8 +254,7 @@ int raw_exchange(int port, const std::string& request, std::string& body) {
   char buf[4096];
   for (;;) {
     auto n = read(fd, buf, sizeof(buf));
-    if (n <= 0)
-      break;
+    if (n <= 0) break;
     response.append(buf, static_cast<size_t>(n));
   }
   close(fd);
@@ -209,12 +272,9 @@ int raw_exchange(int port, const std::string& request, std::string& body) {
     size_t pos = 0;
     while (pos < body.size()) {
       auto eol = body.find("\r\n", pos);
-      if (eol == std::string::npos)
-        break;
-      auto len = std::strtoul(body.substr(pos, eol - pos).c_str(), nullptr,
-                              16);
-      if (len == 0)
-        break;
+      if (eol == std::string::npos) break;
+      auto len = std::strtoul(body.substr(pos, eol - pos).c_str(), nullptr, 16);
+      if (len == 0) break;
       plain += body.substr(eol + 2, len);
       pos = eol + 2 + len + 2;
     }
@@ -227,8 +287,8 @@ int raw_exchange(int port, const std::string& request, std::string& body) {
 
 int http_get(int port, const std::string& target, std::string& body) {
   return raw_exchange(port,
-                      "GET " + target
-                        + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "GET " + target +
+                          " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                           "Connection: close\r\n\r\n",
                       body);
 }
@@ -236,12 +296,12 @@ int http_get(int port, const std::string& target, std::string& body) {
 int http_post(int port, const std::string& target, const std::string& json,
               std::string& body, const std::string& extra_headers) {
   return raw_exchange(port,
-                      "POST " + target
-                        + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "POST " + target +
+                          " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                           "Connection: close\r\nContent-Type: "
-                          "application/json\r\nContent-Length: "
-                        + std::to_string(json.size()) + "\r\n" + extra_headers
-                        + "\r\n" + json,
+                          "application/json\r\nContent-Length: " +
+                          std::to_string(json.size()) + "\r\n" + extra_headers +
+                          "\r\n" + json,
                       body);
 }
 

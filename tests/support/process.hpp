@@ -5,6 +5,7 @@
 /// maritaca-gateway, maritaca) as a child process on loopback, and makes
 /// self-signed certificates with the openssl CLI.
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,31 @@ public:
 
 private:
   child_process proc_;
+};
+
+/// tinyproxy (a Debian package that scripts/setup installs: an HTTP proxy
+/// we did not write) on 127.0.0.1 with a free port, allowing `CONNECT` to
+/// every port.
+class proxy_process {
+public:
+  /// Starts tinyproxy; with a `user`, it asks for these Basic credentials.
+  /// Throws when tinyproxy is missing or does not listen within 10 s.
+  explicit proxy_process(const std::string& user = {},
+                         const std::string& password = {});
+
+  /// Stops tinyproxy and removes its configuration.
+  ~proxy_process();
+
+  /// "http://127.0.0.1:PORT".
+  std::string url() const;
+
+  /// The listening port.
+  int port() const noexcept { return port_; }
+
+private:
+  std::string dir_;
+  int port_ = 0;
+  std::unique_ptr<child_process> proc_;
 };
 
 /// A self-signed certificate and key in a temporary directory.

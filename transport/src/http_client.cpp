@@ -30,6 +30,7 @@
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -135,6 +136,106 @@ bool is_http_syntax_error(const error_code& ec) {
          ec != http::error::partial_message;
 }
 
+/// Where the proxy of `client_config::proxy` listens.
+struct proxy_endpoint {
+  std::string host;
+  uint16_t port = 80;
+  /// `Proxy-Authorization` value ("Basic ..."), empty without credentials.
+  std::string authorization;
+};
+
+/// Standard base64 of `in` (RFC 4648, with padding).
+std::string base64(std::string_view in) {
+  static constexpr char digits[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < in.size(); i += 3) {
+    auto n = in.size() - i;
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (n > 1) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    if (n > 2) v |= static_cast<uint8_t>(in[i + 2]);
+    out += digits[(v >> 18) & 63];
+    out += digits[(v >> 12) & 63];
+    out += n > 1 ? digits[(v >> 6) & 63] : '=';
+    out += n > 2 ? digits[v & 63] : '=';
+  }
+  return out;
+}
+
+/// `%XX` escapes of a URL's user info decoded; false on a bad escape.
+bool percent_decode(std::string_view in, std::string& out) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size() || hex(in[i + 1]) < 0 || hex(in[i + 2]) < 0)
+      return false;
+    out += static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2]));
+    i += 2;
+  }
+  return true;
+}
+
+/// Parses `http://[user:password@]host[:port][/]` into `out`. The failure
+/// never repeats the user info.
+failure parse_proxy(std::string_view url, proxy_endpoint& out) {
+  auto bad = [](std::string why) {
+    return make_failure(errc::invalid_argument, "proxy: " + std::move(why));
+  };
+  constexpr std::string_view scheme = "http://";
+  if (url.substr(0, scheme.size()) != scheme)
+    return bad("only http:// proxies are supported");
+  url.remove_prefix(scheme.size());
+  if (auto at = url.rfind('@'); at != std::string_view::npos) {
+    std::string decoded;
+    if (!percent_decode(url.substr(0, at), decoded) || !is_safe_value(decoded))
+      return bad("malformed user info");
+    out.authorization = "Basic " + base64(decoded);
+    url.remove_prefix(at + 1);
+  }
+  if (!url.empty() && url.back() == '/') url.remove_suffix(1);
+  // What is left is an authority: parse it as the origin of a URL.
+  url_parts parts;
+  if (url.empty() || url.find_first_of("/?#") != std::string_view::npos ||
+      parse_url("http://" + std::string{url} + "/", parts))
+    return bad("malformed host or port");
+  out.host = std::move(parts.host);
+  out.port = parts.port;
+  return {};
+}
+
+/// Whether `host` is reached directly per `no_proxy` (see client_config).
+bool bypasses_proxy(std::string_view host,
+                    const std::vector<std::string>& no_proxy) {
+  auto lower = [](std::string_view x) {
+    std::string r{x};
+    for (auto& c : r)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return r;
+  };
+  auto h = lower(host);
+  for (auto& entry : no_proxy) {
+    auto e = lower(entry);
+    if (e == "*") return true;
+    if (!e.empty() && e.front() == '.') e.erase(0, 1);
+    if (e.empty()) continue;
+    if (h == e) return true;
+    if (h.size() > e.size() && h.ends_with(e) &&
+        h[h.size() - e.size() - 1] == '.')
+      return true;
+  }
+  return false;
+}
+
 class connection;
 
 /// One request and its observer.
@@ -143,6 +244,8 @@ struct exchange {
   url_parts url;
   /// "scheme://host:port", the pool key.
   std::string origin;
+  /// The proxy to tunnel through (null: direct).
+  const proxy_endpoint* proxy = nullptr;
   std::shared_ptr<observer> obs;
   /// The request as sent (head and body), formatted once by `prepare`:
   /// writing it is one buffer, not Beast's serializer over its fields.
@@ -228,7 +331,15 @@ public:
   clock_type::time_point idle_since;
 
 private:
-  enum class step { resolve, connect, handshake, write, read_head, read_body };
+  enum class step {
+    resolve,
+    connect,
+    tunnel,
+    handshake,
+    write,
+    read_head,
+    read_body
+  };
 
   beast::tcp_stream& tcp() {
     return tls_ ? beast::get_lowest_layer(*tls_) : *plain_;
@@ -246,6 +357,12 @@ private:
   void do_resolve();
   void on_resolve(error_code ec, tcp::resolver::results_type results);
   void on_connect(error_code ec, tcp::endpoint);
+  /// Asks the proxy for a tunnel to the origin (`CONNECT host:port`).
+  void do_tunnel();
+  void on_tunnel_write(error_code ec, std::size_t);
+  void on_tunnel(error_code ec, std::size_t);
+  /// The connection reaches the origin: TLS handshake, or the request.
+  void start_session();
   void on_handshake(error_code ec);
   void do_write();
   void on_write(error_code ec, std::size_t);
@@ -275,6 +392,11 @@ private:
   std::string host_;
   uint16_t port_;
   std::string origin_;
+  /// The proxy this connection tunnels through (null: direct).
+  const proxy_endpoint* proxy_;
+  /// The `CONNECT` request, then the proxy's answer to it.
+  std::string tunnel_request_;
+  std::optional<http::response_parser<http::empty_body>> tunnel_parser_;
   std::optional<beast::tcp_stream> plain_;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
   tcp::resolver resolver_;
@@ -369,6 +491,9 @@ private:
                                std::vector<connection_ptr>& to_close);
 
   client_config cfg_;
+  /// `cfg_.proxy` parsed (empty: direct), or why it cannot be used.
+  std::optional<proxy_endpoint> proxy_;
+  failure proxy_error_;
   ssl::context tls_ctx_;
   /// Loads the trust store (system CAs, `ca_file`) once, on the first TLS
   /// connection: reading the system bundle costs ~100 ms of CPU, which
@@ -393,8 +518,8 @@ private:
 
 connection::connection(client_core& core, const exchange& ex)
     : core_(core), strand_(asio::make_strand(core.io())), host_(ex.url.host),
-      port_(ex.url.port), origin_(ex.origin), resolver_(strand_),
-      step_timer_(strand_), idle_timer_(strand_) {
+      port_(ex.url.port), origin_(ex.origin), proxy_(ex.proxy),
+      resolver_(strand_), step_timer_(strand_), idle_timer_(strand_) {
   buffer_.reserve(read_buffer_bytes);
   if (ex.url.scheme == "https")
     tls_.emplace(strand_, core.tls_context());
@@ -456,16 +581,20 @@ void connection::close() {
 
 void connection::do_resolve() {
   step_ = step::resolve;
+  // One deadline covers resolving, connecting, the tunnel and TLS.
   arm_step(deadline::connect, current_->limits.connect);
   resolver_.async_resolve(
-      host_, std::to_string(port_),
+      proxy_ ? proxy_->host : host_,
+      std::to_string(proxy_ ? proxy_->port : port_),
       beast::bind_front_handler(&connection::on_resolve, shared_from_this()));
 }
 
 void connection::on_resolve(error_code ec,
                             tcp::resolver::results_type results) {
   if (!current_) return;
-  if (ec) return fail(ec, "resolving " + host_);
+  if (ec)
+    return fail(ec, proxy_ ? "resolving the proxy " + proxy_->host
+                           : "resolving " + host_);
   step_ = step::connect;
   tcp().async_connect(
       results,
@@ -474,9 +603,73 @@ void connection::on_resolve(error_code ec,
 
 void connection::on_connect(error_code ec, tcp::endpoint) {
   if (!current_) return;
-  if (ec) return fail(ec, "connecting to " + origin_);
+  if (ec)
+    return fail(ec, proxy_ ? "connecting to the proxy " + proxy_->host + ":" +
+                                 std::to_string(proxy_->port)
+                           : "connecting to " + origin_);
   error_code ignored;
   tcp().socket().set_option(tcp::no_delay{true}, ignored);
+  if (proxy_) return do_tunnel();
+  start_session();
+}
+
+void connection::do_tunnel() {
+  step_ = step::tunnel;
+  auto authority =
+      host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
+  authority += ":" + std::to_string(port_);
+  tunnel_request_ =
+      "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n";
+  if (!proxy_->authorization.empty())
+    tunnel_request_ += "Proxy-Authorization: " + proxy_->authorization + "\r\n";
+  tunnel_request_ += "\r\n";
+  asio::async_write(tcp(), asio::buffer(tunnel_request_),
+                    beast::bind_front_handler(&connection::on_tunnel_write,
+                                              shared_from_this()));
+}
+
+void connection::on_tunnel_write(error_code ec, std::size_t) {
+  if (!current_) return;
+  if (ec) return fail(ec, "asking the proxy for a tunnel");
+  tunnel_parser_.emplace();
+  // A 2xx answer to CONNECT has no body; an error answer's body is not
+  // read (the connection is closed).
+  tunnel_parser_->skip(true);
+  tunnel_parser_->header_limit(
+      static_cast<std::uint32_t>(core_.config().max_header_bytes));
+  http::async_read_header(
+      tcp(), buffer_, *tunnel_parser_,
+      beast::bind_front_handler(&connection::on_tunnel, shared_from_this()));
+}
+
+void connection::on_tunnel(error_code ec, std::size_t) {
+  if (!current_) return;
+  if (ec) return fail(ec, "reading the proxy's answer");
+  auto status = tunnel_parser_->get().result_int();
+  auto reason = std::string{tunnel_parser_->get().reason()};
+  tunnel_parser_.reset();
+  auto to = host_ + ":" + std::to_string(port_);
+  if (status / 100 != 2) {
+    auto what = "the proxy refused a tunnel to " + to + ": " +
+                std::to_string(status) + (reason.empty() ? "" : " " + reason);
+    // 407 by the standard; some proxies (tinyproxy) answer 401.
+    if (status == 407 || status == 401)
+      what += " (proxy credentials missing or not accepted)";
+    auto f = make_failure(errc::connect_failed, std::move(what));
+    f.status = static_cast<int>(status);
+    // The proxy's own refusals (403, 407) do not pass with a retry; its
+    // gateway errors (502, 503, 504) may.
+    if (status / 100 == 4) f.should_retry = 0;
+    return finish_failure(std::move(f));
+  }
+  // The origin speaks only once we do: bytes already here are not its.
+  if (buffer_.size() > 0)
+    return finish_failure(make_failure(
+        errc::protocol_error, "the proxy sent data after opening a tunnel"));
+  start_session();
+}
+
+void connection::start_session() {
   if (!tls_) {
     disarm_step();
     connected_ = true;
@@ -697,6 +890,7 @@ void connection::fail(error_code ec, std::string_view what) {
   switch (step_) {
   case step::resolve:
   case step::connect:
+  case step::tunnel:
     result = make_failure(errc::connect_failed, std::move(text));
     break;
   case step::handshake:
@@ -768,6 +962,11 @@ client_core::client_core(client_config cfg)
     : cfg_(std::move(cfg)), tls_ctx_(ssl::context::tls_client) {
   if (cfg_.max_connections_per_origin == 0) cfg_.max_connections_per_origin = 1;
   if (cfg_.io_threads == 0) cfg_.io_threads = 1;
+  if (!cfg_.proxy.empty()) {
+    proxy_endpoint p;
+    proxy_error_ = parse_proxy(cfg_.proxy, p);
+    if (!proxy_error_) proxy_ = std::move(p);
+  }
   tls_ctx_.set_options(ssl::context::default_workarounds |
                        ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
@@ -856,6 +1055,8 @@ failure client_core::prepare(request& req, exchange& ex) const {
   }
   auto& url = ex.url;
   ex.origin = url.scheme + "://" + url.host + ":" + std::to_string(url.port);
+  if (proxy_error_) return proxy_error_;
+  if (proxy_ && !bypasses_proxy(url.host, cfg_.no_proxy)) ex.proxy = &*proxy_;
   ex.stream = req.stream;
   ex.limits = req.limits;
   // What Beast's serializer wrote for an http::request with these fields

@@ -73,6 +73,17 @@ struct client_config {
   std::size_t max_body_bytes = 32u << 20;
   /// Upper bound of the response head.
   std::size_t max_header_bytes = 64u << 10;
+  /// HTTP proxy for every exchange, `http://[user:password@]host[:port]`
+  /// (port 80 by default); empty: connect directly. Connections go through
+  /// a `CONNECT` tunnel, for `http` and `https` origins alike, so TLS stays
+  /// end to end; user and password are sent as `Proxy-Authorization:
+  /// Basic` and never appear in errors. A malformed proxy URL fails every
+  /// exchange with `errc::invalid_argument`.
+  std::string proxy;
+  /// Hosts reached directly even with a proxy (as curl's `NO_PROXY`): a
+  /// name matches itself and its subdomains (a leading '.' is ignored),
+  /// `*` matches every host.
+  std::vector<std::string> no_proxy;
 };
 
 /// One request.
