@@ -39,6 +39,8 @@ struct chat_model::runtime {
     cc.io_threads = cfg.io_threads;
     cc.ca_file = cfg.ca_file;
     cc.verify_peer = cfg.verify_peer;
+    cc.proxy = cfg.proxy;
+    cc.no_proxy = cfg.no_proxy;
     // The pool never needs more connections than requests on the wire.
     cc.max_connections_per_origin =
         std::max<std::size_t>(cfg.limits.max_concurrency, 1);

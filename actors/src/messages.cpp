@@ -1,15 +1,14 @@
 #include "maritaca/messages.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 
 namespace maritaca {
 
 std::string normalize_role(std::string role) {
-  if (role == "human")
-    return "user";
-  if (role == "ai")
-    return "assistant";
+  if (role == "human") return "user";
+  if (role == "ai") return "assistant";
   return role;
 }
 
@@ -34,6 +33,24 @@ model_config model_config::from_env() {
     result.api_key = key;
   if (auto base = std::getenv("MARITACA_API_BASE"); base != nullptr && *base)
     result.base_url = base;
+  // The proxy variables as curl and httpx read them (upper case first).
+  auto env = [](const char* upper, const char* lower) -> std::string {
+    for (auto name : {upper, lower})
+      if (auto x = std::getenv(name); x != nullptr && *x) return x;
+    return {};
+  };
+  result.proxy = env("HTTPS_PROXY", "https_proxy");
+  auto list = env("NO_PROXY", "no_proxy");
+  for (std::size_t pos = 0; pos <= list.size();) {
+    auto comma = std::min(list.find(',', pos), list.size());
+    auto item = list.substr(pos, comma - pos);
+    // Entries may carry spaces around the commas.
+    auto first = item.find_first_not_of(" \t");
+    if (first != std::string::npos)
+      result.no_proxy.push_back(
+          item.substr(first, item.find_last_not_of(" \t") - first + 1));
+    pos = comma + 1;
+  }
   return result;
 }
 

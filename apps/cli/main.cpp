@@ -57,6 +57,9 @@ options:
   --timeout SECONDS          deadline of each attempt (default 600)
   --max-retries N            retries of failed attempts (default 2)
   --ca-file FILE             extra trusted CA certificates (PEM)
+  --proxy URL                HTTP proxy, http://[user:pass@]host:port (env
+                             HTTPS_PROXY, NO_PROXY; never for the bundled
+                             simulator)
   --stream                   (ask) print the answer as it arrives
   --json                     (ask) print the whole response as JSON
   --tools FILE               offer the tools of FILE (an OpenAI-style tools
@@ -92,6 +95,7 @@ struct cli_options {
   std::optional<double> timeout_s;
   std::optional<uint32_t> max_retries;
   std::string ca_file;
+  std::optional<std::string> proxy;
   bool stream = false;
   bool json = false;
   std::string tools_file;
@@ -148,6 +152,8 @@ cli_options parse(int argc, char** argv) {
       o.max_retries = parse_number<uint32_t>(a, value());
     } else if (a == "--ca-file") {
       o.ca_file = value();
+    } else if (a == "--proxy") {
+      o.proxy = value();
     } else if (a == "--concurrency") {
       o.concurrency = parse_number<std::size_t>(a, value());
       if (o.concurrency == 0)
@@ -217,6 +223,7 @@ maritaca::model_config make_config(const cli_options& o,
   cfg.temperature = o.temperature;
   cfg.max_tokens = o.max_tokens;
   cfg.ca_file = o.ca_file;
+  if (o.proxy) cfg.proxy = *o.proxy;
   cfg.limits.max_concurrency = o.concurrency;
   cfg.limits.cluster.join = o.cluster_join;
   cfg.limits.cluster.fallback_concurrency = o.cluster_fallback;
@@ -479,7 +486,10 @@ int main(int argc, char** argv) {
     caf::actor_system sys{cfg};
     int rc = 0;
     {
-      maritaca::chat_model model{sys, make_config(o, base_url)};
+      auto mc = make_config(o, base_url);
+      // The bundled simulator listens on loopback: never through a proxy.
+      if (sim) mc.proxy.clear();
+      maritaca::chat_model model{sys, mc};
       if (o.command == "ask")
         rc = run_ask(model, o);
       else if (o.command == "batch")

@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 #include <thread>
 
 using namespace maritaca;
@@ -279,4 +281,70 @@ TEST_CASE("destroying a model that owns its actor system cancels its asks") {
     CHECK(code_of(r.error()) == errc::cancelled);
   }
   CHECK(clock_type::now() - start < 10s);
+}
+
+TEST_CASE("from_env reads the key, the base URL and the proxy settings") {
+  // Restores the variables this test changes, whatever happens.
+  struct saved_env {
+    std::vector<std::pair<std::string, std::optional<std::string>>> vars;
+    explicit saved_env(std::initializer_list<const char*> names) {
+      for (auto n : names) {
+        auto v = std::getenv(n);
+        vars.emplace_back(n, v ? std::optional<std::string>{v} : std::nullopt);
+        unsetenv(n);
+      }
+    }
+    ~saved_env() {
+      for (auto& [n, v] : vars)
+        v ? setenv(n.c_str(), v->c_str(), 1) : unsetenv(n.c_str());
+    }
+  } guard{{"MARITACA_API_KEY", "MARITACA_API_BASE", "HTTPS_PROXY",
+           "https_proxy", "NO_PROXY", "no_proxy"}};
+  auto none = model_config::from_env();
+  CHECK(none.api_key.empty());
+  CHECK(none.base_url == default_base_url);
+  CHECK(none.proxy.empty());
+  CHECK(none.no_proxy.empty());
+  setenv("MARITACA_API_KEY", "k", 1);
+  setenv("MARITACA_API_BASE", "http://127.0.0.1:1/api", 1);
+  setenv("https_proxy", "http://lower:3128", 1);
+  setenv("no_proxy", "localhost, .internal ,,10.0.0.1", 1);
+  auto lower = model_config::from_env();
+  CHECK(lower.api_key == "k");
+  CHECK(lower.base_url == "http://127.0.0.1:1/api");
+  CHECK(lower.proxy == "http://lower:3128");
+  CHECK(lower.no_proxy ==
+        std::vector<std::string>{"localhost", ".internal", "10.0.0.1"});
+  // Upper case wins, as in curl and httpx.
+  setenv("HTTPS_PROXY", "http://upper:3128", 1);
+  setenv("NO_PROXY", "*", 1);
+  auto upper = model_config::from_env();
+  CHECK(upper.proxy == "http://upper:3128");
+  CHECK(upper.no_proxy == std::vector<std::string>{"*"});
+}
+
+TEST_CASE("a model asks and streams through an HTTP proxy") {
+  test::proxy_process proxy{"user", "pw"};
+  test::sim_process sim;
+  test::test_system ts;
+  auto cfg = test::sim_config(sim);
+  cfg.proxy = "http://user:pw@127.0.0.1:" + std::to_string(proxy.port());
+  chat_model model{ts.sys, cfg};
+  auto r = model.invoke("What is 2+2?");
+  REQUIRE(r);
+  CHECK_FALSE(r->content().empty());
+  std::string text;
+  auto s = model.stream("Tell a story.");
+  for (auto& chunk : s)
+    text += chunk.content;
+  REQUIRE(s.result());
+  CHECK(text == s.result()->content());
+  // A refusing proxy (no credentials): a typed error, at once, no retries.
+  cfg.proxy = proxy.url();
+  chat_model refused{ts.sys, cfg};
+  auto e = refused.invoke("What is 2+2?");
+  REQUIRE_FALSE(e);
+  auto f = to_failure(e.error());
+  CHECK(f.code == errc::connect_failed);
+  CHECK(f.message.find("pw") == std::string::npos);
 }

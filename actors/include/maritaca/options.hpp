@@ -139,6 +139,13 @@ struct model_config {
   bool verify_peer = true;
   /// I/O threads of the HTTP client.
   std::size_t io_threads = 1;
+  /// HTTP proxy, `http://[user:password@]host[:port]` (env `HTTPS_PROXY`
+  /// in `from_env`); empty: direct. Connections are tunneled with
+  /// `CONNECT`, so TLS stays end to end (see transport::client_config).
+  std::string proxy;
+  /// Hosts reached without the proxy (env `NO_PROXY`, comma-separated): a
+  /// name matches itself and its subdomains, `*` every host.
+  std::vector<std::string> no_proxy;
 
   // -- how --------------------------------------------------------------------
 
