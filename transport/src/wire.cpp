@@ -15,14 +15,16 @@
 #include "maritaca/transport/wire.hpp"
 
 // RapidJSON in a namespace of this file alone: it may then be configured
-// here (SIMD string scans) unlike in other files without breaking the
-// one-definition rule.
+// here unlike in other files without breaking the one-definition rule.
+// Not with RAPIDJSON_SSE2: the SSE2 string scan of RapidJSON 1.1.0 (the
+// Debian package) compares with 0x19 instead of 0x1F and so accepts raw
+// control bytes 0x1A-0x1F inside strings, which JSON forbids. Strings
+// without escapes are scanned with SSE2 by `fast_reader` instead.
 #define RAPIDJSON_NAMESPACE maritaca_wire_rapidjson
 #define RAPIDJSON_NAMESPACE_BEGIN namespace maritaca_wire_rapidjson {
 #define RAPIDJSON_NAMESPACE_END }
-#if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
-#define RAPIDJSON_SSE2
-#endif
+#undef RAPIDJSON_SSE2
+#undef RAPIDJSON_SSE42
 
 #include <rapidjson/allocators.h>
 #include <rapidjson/document.h>
@@ -40,6 +42,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+#if defined(__SSE2__)
+#include <emmintrin.h> // fast_reader's string scan
+#endif
 
 namespace maritaca::wire {
 
@@ -547,8 +553,9 @@ failure syntax_failure(std::string_view in, size_t offset,
   return make_failure(errc::protocol_error, std::move(msg));
 }
 
-/// Zero bytes after the text of a `text_copy`: the parser's SIMD scans may
-/// read up to 15 bytes past the terminating NUL.
+/// Zero bytes after the text of a `text_copy`, so that a SIMD scan (as
+/// RapidJSON's, when enabled) may read up to 15 bytes past the terminating
+/// NUL.
 constexpr size_t text_padding = 16;
 
 /// A mutable, NUL-terminated copy of the input for in-situ parsing: in a
@@ -1434,6 +1441,44 @@ private:
            ((w - ones * 0x20) & ~w & highs) | (w & highs);
   }
 
+  /// Returns how many bytes from `in` on are plain (not marked by
+  /// `special`), scanning 16 bytes at a time with SSE2 where there is
+  /// SSE2, else 8 at a time; a tail of fewer than 8 bytes is left to the
+  /// caller's byte-by-byte path.
+  static std::size_t plain_prefix(const char* in, const char* end) noexcept {
+    const char* p = in;
+#if defined(__SSE2__)
+    const auto quote = _mm_set1_epi8('"');
+    const auto backslash = _mm_set1_epi8('\\');
+    const auto last_control = _mm_set1_epi8(0x1f);
+    while (end - p >= 16) {
+      auto v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      // Control bytes are those whose unsigned maximum with 0x1f is 0x1f;
+      // the sign bit of each byte marks non-ASCII.
+      auto hits = _mm_or_si128(
+          _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+          _mm_cmpeq_epi8(_mm_max_epu8(v, last_control), last_control));
+      auto marks = static_cast<unsigned>(_mm_movemask_epi8(hits)) |
+                   static_cast<unsigned>(_mm_movemask_epi8(v));
+      if (marks != 0)
+        return static_cast<std::size_t>(p - in) +
+               static_cast<std::size_t>(std::countr_zero(marks));
+      p += 16;
+    }
+#endif
+    if constexpr (std::endian::native == std::endian::little) {
+      while (end - p >= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        if (auto marks = special(w); marks != 0)
+          return static_cast<std::size_t>(p - in) +
+                 static_cast<std::size_t>(std::countr_zero(marks) / 8);
+        p += 8;
+      }
+    }
+    return static_cast<std::size_t>(p - in);
+  }
+
   /// Reads the string at `p_` (an opening quote), unescaping it in place
   /// and checking its UTF-8.
   bool string(const char*& s, rj::SizeType& n) noexcept {
@@ -1441,18 +1486,12 @@ private:
     char* out = in;
     s = in;
     for (;;) {
-      // Plain bytes eight at a time (moved only once an escape shifted
+      // Plain bytes a block at a time (moved only once an escape shifted
       // the text).
-      while (std::endian::native == std::endian::little && end_ - in >= 8) {
-        uint64_t w;
-        std::memcpy(&w, in, 8);
-        auto marks = special(w);
-        auto plain = marks == 0 ? 8 : std::countr_zero(marks) / 8;
-        if (out != in) std::memmove(out, in, static_cast<size_t>(plain));
-        in += plain;
-        out += plain;
-        if (plain < 8) break;
-      }
+      auto plain = plain_prefix(in, end_);
+      if (out != in) std::memmove(out, in, plain);
+      in += plain;
+      out += plain;
       if (in == end_) return false;
       auto c = static_cast<unsigned char>(*in);
       if (c == '"') break;

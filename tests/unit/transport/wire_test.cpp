@@ -1107,6 +1107,24 @@ TEST_CASE("decoders and encoders run concurrently") {
   CHECK(mismatches == std::vector<int>(4, 0));
 }
 
+TEST_CASE("raw control bytes inside strings are rejected everywhere") {
+  // RapidJSON 1.1.0's SSE2 scan let 0x1A-0x1F through after the first 16
+  // bytes of a string; requests (the gateway's input) take that parser.
+  for (int byte = 0x01; byte < 0x20; ++byte) {
+    auto text = std::string(40, 'a') + static_cast<char>(byte) + "b";
+    chat_request req;
+    auto err = wire::decode_request(
+        R"({"model":"m","messages":[{"role":"user","content":")" + text +
+            R"("}]})",
+        req);
+    CHECK(err.code == errc::protocol_error);
+    completion_chunk c;
+    CHECK(wire::decode_chunk(
+              R"({"choices":[{"delta":{"content":")" + text + R"("}}]})", c)
+              .code == errc::protocol_error);
+  }
+}
+
 TEST_CASE("chunks decode alike on the fast and the general path") {
   // The fast path takes strings without \u escapes and plain integers; the
   // others go through RapidJSON. Both must give the same chunk.
@@ -1129,6 +1147,44 @@ TEST_CASE("chunks decode alike on the fast and the general path") {
                           R"(/ \u00e7\u00e3o "}}]})");
     CHECK(fast.choices.at(0).content == text);
     CHECK(fast == general);
+  }
+  SECTION("a special byte at every offset of a string") {
+    // The fast path scans strings a block (16 or 8 bytes) at a time: put
+    // each kind of byte it must stop at before, on and after every block
+    // boundary, and compare with the general path (a \u escape sends the
+    // whole chunk there).
+    auto chunk = [](const std::string& content) {
+      return R"({"choices":[{"delta":{"content":")" + content + R"("}}]})";
+    };
+    struct special {
+      std::string raw;      // as the fast path reads it
+      std::string expected; // decoded
+    };
+    std::vector<special> specials{{R"(\")", "\""},
+                                  {R"(\\)", "\\"},
+                                  {R"(\n)", "\n"},
+                                  {"\xC3\xA7", "\xC3\xA7"},
+                                  {"\xF0\x9F\x90\xA6", "\xF0\x9F\x90\xA6"}};
+    for (std::size_t at = 0; at <= 40; ++at) {
+      auto before = std::string(at, 'a');
+      auto after = std::string(40 - at, 'b');
+      for (auto& x : specials) {
+        auto fast = decode(chunk(before + x.raw + after));
+        auto general = decode(chunk(R"(\u0061)" + before + x.raw + after));
+        REQUIRE(fast.choices.at(0).content == before + x.expected + after);
+        CHECK(general.choices.at(0).content ==
+              "a" + before + x.expected + after);
+      }
+      // Bytes no string may hold fail on both paths alike.
+      for (auto bad : {"\x01"s, "\x1f"s, "\xFF"s, "\xC3"s}) {
+        completion_chunk c;
+        auto fast = wire::decode_chunk(chunk(before + bad + after), c);
+        auto general =
+            wire::decode_chunk(chunk(R"(\u0061)" + before + bad + after), c);
+        CHECK(fast.code == errc::protocol_error);
+        CHECK(general.code == errc::protocol_error);
+      }
+    }
   }
   SECTION("numbers outside the fast subset") {
     auto a = decode(R"({"created":1.7e9,"choices":[{"index":2.0}]})");
