@@ -149,19 +149,6 @@ std::shared_ptr<recorder> run(http_client& client, request req,
   return rec;
 }
 
-/// Returns a loopback port nobody listens on.
-int closed_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 } // namespace
 
 TEST_CASE("a plain answer over HTTP") {
@@ -349,7 +336,7 @@ TEST_CASE("connect failures and invalid requests") {
   http_client client;
   SECTION("nobody listens") {
     request req;
-    req.url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/";
+    req.url = "http://127.0.0.1:" + std::to_string(test::free_port()) + "/";
     auto rec = run(client, req);
     REQUIRE(rec->failures == 1);
     CHECK(rec->what.code == errc::connect_failed);
@@ -773,7 +760,7 @@ TEST_CASE("proxy credentials, refusals and bypass") {
     }
   }
   SECTION("an unreachable proxy fails to connect; no_proxy goes direct") {
-    auto dead = "http://127.0.0.1:" + std::to_string(closed_port());
+    auto dead = "http://127.0.0.1:" + std::to_string(test::free_port());
     http_client via{with_proxy(dead)};
     auto rec = run(via, chat_request(sim.base_url(), false));
     REQUIRE(rec->failures == 1);

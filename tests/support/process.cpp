@@ -132,9 +132,6 @@ int sim_process::port() const {
   return std::atoi(o.substr(o.rfind(':') + 1).c_str());
 }
 
-namespace {
-
-/// A port no socket listens on right now (the kernel's choice).
 int free_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -149,6 +146,8 @@ int free_port() {
   close(fd);
   return ntohs(addr.sin_port);
 }
+
+namespace {
 
 /// Whether something accepts connections on 127.0.0.1:`port`.
 bool listening(int port) {

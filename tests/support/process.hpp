@@ -116,4 +116,8 @@ int http_get(int port, const std::string& target, std::string& body);
 int http_post(int port, const std::string& target, const std::string& json,
               std::string& body, const std::string& extra_headers = {});
 
+/// Returns a port of 127.0.0.1 that nothing listens on right now (the
+/// kernel's choice of a free one); throws when none can be found.
+int free_port();
+
 } // namespace maritaca::test

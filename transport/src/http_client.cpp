@@ -213,24 +213,28 @@ failure parse_proxy(std::string_view url, proxy_endpoint& out) {
   return {};
 }
 
-/// Whether `host` is reached directly per `no_proxy` (see client_config).
+/// Returns `no_proxy` (see client_config) as `bypasses_proxy` reads it:
+/// lower case, without a leading dot, without empty entries.
+std::vector<std::string> normalize_no_proxy(std::vector<std::string> entries) {
+  std::vector<std::string> out;
+  for (auto& e : entries) {
+    for (auto& c : e)
+      c = lower(c);
+    if (!e.empty() && e.front() == '.') e.erase(0, 1);
+    if (!e.empty()) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+/// Whether `host` (lower case, as parse_url leaves it) is reached directly
+/// per `no_proxy` (normalized by normalize_no_proxy): "*", the host itself
+/// or a domain it is in.
 bool bypasses_proxy(std::string_view host,
                     const std::vector<std::string>& no_proxy) {
-  auto lower = [](std::string_view x) {
-    std::string r{x};
-    for (auto& c : r)
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return r;
-  };
-  auto h = lower(host);
-  for (auto& entry : no_proxy) {
-    auto e = lower(entry);
-    if (e == "*") return true;
-    if (!e.empty() && e.front() == '.') e.erase(0, 1);
-    if (e.empty()) continue;
-    if (h == e) return true;
-    if (h.size() > e.size() && h.ends_with(e) &&
-        h[h.size() - e.size() - 1] == '.')
+  for (auto& e : no_proxy) {
+    if (e == "*" || host == e) return true;
+    if (host.size() > e.size() && host.ends_with(e) &&
+        host[host.size() - e.size() - 1] == '.')
       return true;
   }
   return false;
@@ -494,6 +498,8 @@ private:
   /// `cfg_.proxy` parsed (empty: direct), or why it cannot be used.
   std::optional<proxy_endpoint> proxy_;
   failure proxy_error_;
+  /// `cfg_.no_proxy` normalized once (see normalize_no_proxy).
+  std::vector<std::string> no_proxy_;
   ssl::context tls_ctx_;
   /// Loads the trust store (system CAs, `ca_file`) once, on the first TLS
   /// connection: reading the system bundle costs ~100 ms of CPU, which
@@ -966,6 +972,7 @@ client_core::client_core(client_config cfg)
     proxy_endpoint p;
     proxy_error_ = parse_proxy(cfg_.proxy, p);
     if (!proxy_error_) proxy_ = std::move(p);
+    no_proxy_ = normalize_no_proxy(cfg_.no_proxy);
   }
   tls_ctx_.set_options(ssl::context::default_workarounds |
                        ssl::context::no_sslv2 | ssl::context::no_sslv3 |
@@ -1056,7 +1063,7 @@ failure client_core::prepare(request& req, exchange& ex) const {
   auto& url = ex.url;
   ex.origin = url.scheme + "://" + url.host + ":" + std::to_string(url.port);
   if (proxy_error_) return proxy_error_;
-  if (proxy_ && !bypasses_proxy(url.host, cfg_.no_proxy)) ex.proxy = &*proxy_;
+  if (proxy_ && !bypasses_proxy(url.host, no_proxy_)) ex.proxy = &*proxy_;
   ex.stream = req.stream;
   ex.limits = req.limits;
   // What Beast's serializer wrote for an http::request with these fields

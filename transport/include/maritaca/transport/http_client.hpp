@@ -122,10 +122,7 @@ public:
 
   /// Whether `on_head` needs the header fields of a response with
   /// `status` (copying them costs an allocation or two per field).
-  virtual bool wants_fields(int status) const {
-    (void)status;
-    return true;
-  }
+  virtual bool wants_fields(int /* status */) const { return true; }
 
   /// The response head arrived (its fields empty when `wants_fields`
   /// said no).
