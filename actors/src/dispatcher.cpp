@@ -103,9 +103,12 @@ struct dispatcher_state {
   dispatcher_stats stats;
   cluster_link cluster;
 
-  /// On exit every queued ask gets `cancelled` (linked request actors see
-  /// the exit and answer theirs). Runs on the actor's own thread.
+  /// On exit every queued ask gets `cancelled`, and every running request
+  /// actor an exit message (it cancels its exchange and answers with
+  /// `cancelled`). Runs on the actor's own thread.
   ~dispatcher_state() {
+    for (auto& [id, r] : active)
+      caf::anon_send_exit(r.worker, caf::exit_reason::user_shutdown);
     auto err = make_error(errc::cancelled, "the dispatcher shut down");
     for (auto& [lane, q] : lanes)
       for (auto& p : q) {
@@ -150,9 +153,9 @@ void admit(dispatcher_self* self, pending&& p, double estimate,
     job.owner = self;
   auto id = job.ask.id;
   auto worker = spawn_request(self->system(), std::move(job));
-  // Linked: when the dispatcher goes, running requests cancel and reply.
-  // Monitored: its down message frees the slot, exactly once.
-  self->link_to(worker);
+  // Monitored, not linked: its down message frees the slot, exactly once,
+  // and a request actor that fails takes nothing else down. When the
+  // dispatcher goes, its state's destructor stops the running ones.
   self->monitor(worker);
   st.active.emplace(id, running{worker, estimate, lease, false});
   st.by_worker.emplace(worker.address(), id);

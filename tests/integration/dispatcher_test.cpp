@@ -186,6 +186,44 @@ TEST_CASE("cancelling a running ask frees its slot for the next") {
   CHECK(st.in_flight == 0);
 }
 
+TEST_CASE("a dispatcher that exits cancels its running and queued asks") {
+  test::sim_process sim;
+  test::test_system ts;
+  auto cfg = sim_config(sim);
+  cfg.limits.max_concurrency = 1;
+  cfg.retry.max_retries = 0;
+  chat_model model{ts.sys, cfg};
+  auto stalled = model.with_config(
+    with_header(model.config(), "x-sim-fault", "stall-first"));
+  caf::scoped_actor self{ts.sys};
+  auto h1 = self->request(model.dispatcher(), 30s, ask_atom::value,
+                          stalled.make_ask("Hello!"));
+  auto h2 = self->request(model.dispatcher(), 30s, ask_atom::value,
+                          model.make_ask("What is 2+2?"));
+  auto deadline = clock_type::now() + 5s;
+  while (test::read_stats(sim).in_flight != 1 && clock_type::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  REQUIRE(test::read_stats(sim).in_flight == 1);
+  // The request actor is not linked to the dispatcher: the dispatcher's
+  // exit must still stop it, and both asks end with `cancelled`.
+  auto t0 = clock_type::now();
+  caf::anon_send_exit(model.dispatcher(), caf::exit_reason::kill);
+  errc running = errc::none;
+  errc queued = errc::none;
+  h1.receive([&](ai_message&) {},
+             [&](caf::error& err) { running = code_of(err); });
+  h2.receive([&](ai_message&) {},
+             [&](caf::error& err) { queued = code_of(err); });
+  CHECK(running == errc::cancelled);
+  CHECK(queued == errc::cancelled);
+  CHECK(clock_type::now() - t0 < 10s); // not the 30 s request timeout
+  // The stalled exchange was aborted.
+  deadline = clock_type::now() + 5s;
+  while (test::read_stats(sim).in_flight != 0 && clock_type::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  CHECK(test::read_stats(sim).in_flight == 0);
+}
+
 TEST_CASE("cancelling a queued ask answers it and skips it") {
   test::sim_process sim{{"--token-delay-ms", "5"}};
   test::test_system ts;
