@@ -76,8 +76,7 @@ reply fetch(maritaca::transport::http_client& client, std::string method,
   if (!req.body.empty())
     req.fields.push_back({"Content-Type", "application/json"});
   // Plain text pieces, not Server-Sent Events, from /stream.
-  if (stream)
-    req.fields.push_back({"Accept", "text/plain"});
+  if (stream) req.fields.push_back({"Accept", "text/plain"});
   auto obs = std::make_shared<collector>(stream);
   auto done = obs->done.get_future();
   client.start(std::move(req), obs);

@@ -22,43 +22,37 @@ bool is_maritaca_error(const caf::error& x) noexcept {
 }
 
 errc code_of(const caf::error& x) noexcept {
-  if (!x)
-    return errc::none;
-  if (x.category() == error_category)
-    return static_cast<errc>(x.code());
+  if (!x) return errc::none;
+  if (x.category() == error_category) return static_cast<errc>(x.code());
   if (x.category() == caf::atom("system")) {
     switch (static_cast<caf::sec>(x.code())) {
-      case caf::sec::request_timeout:
-        return errc::timeout;
-      case caf::sec::request_receiver_down:
-        return errc::cancelled;
-      case caf::sec::unexpected_message:
-      case caf::sec::unexpected_response:
-        return errc::protocol_error;
-      default:
-        break;
+    case caf::sec::request_timeout:
+      return errc::timeout;
+    case caf::sec::request_receiver_down:
+      return errc::cancelled;
+    case caf::sec::unexpected_message:
+    case caf::sec::unexpected_response:
+      return errc::protocol_error;
+    default:
+      break;
     }
   }
-  if (x.category() == caf::atom("exit"))
-    return errc::cancelled;
+  if (x.category() == caf::atom("exit")) return errc::cancelled;
   return errc::protocol_error;
 }
 
 failure to_failure(const caf::error& x) {
   if (is_maritaca_error(x)) {
     auto& ctx = x.context();
-    if (ctx.match_elements<failure>())
-      return ctx.get_as<failure>(0);
+    if (ctx.match_elements<failure>()) return ctx.get_as<failure>(0);
     failure result;
     result.code = static_cast<errc>(x.code());
     return result;
   }
   failure result;
   result.code = code_of(x);
-  if (x)
-    result.message = caf::to_string(x);
-  if (result.code == errc::timeout)
-    result.which = deadline::total;
+  if (x) result.message = caf::to_string(x);
+  if (result.code == errc::timeout) result.which = deadline::total;
   return result;
 }
 
@@ -73,7 +67,7 @@ void add_error_category(caf::actor_system_config& cfg) {
                            if (ctx.match_elements<failure>())
                              return ctx.get_as<failure>(0).describe();
                            return std::string{
-                             to_string(static_cast<errc>(code))};
+                               to_string(static_cast<errc>(code))};
                          });
 }
 

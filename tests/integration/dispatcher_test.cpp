@@ -25,8 +25,8 @@ dispatcher_stats read_stats(caf::actor_system& sys, const chat_model& model) {
   caf::scoped_actor self{sys};
   dispatcher_stats result;
   self->request(model.dispatcher(), 5s, stats_atom::value)
-    .receive([&](dispatcher_stats& x) { result = x; },
-             [&](caf::error& err) { FAIL(describe(err)); });
+      .receive([&](dispatcher_stats& x) { result = x; },
+               [&](caf::error& err) { FAIL(describe(err)); });
   return result;
 }
 
@@ -41,14 +41,14 @@ TEST_CASE("200 asks with limit 5 never exceed 5 on the wire") {
   test::reset_stats(sim);
   std::vector<input> ins;
   for (int i = 0; i < 200; ++i)
-    ins.emplace_back("What is " + std::to_string(i) + "+" + std::to_string(i)
-                     + "?");
+    ins.emplace_back("What is " + std::to_string(i) + "+" + std::to_string(i) +
+                     "?");
   auto results = model.batch(std::move(ins));
   REQUIRE(results.size() == 200);
   for (int i = 0; i < 200; ++i) {
     REQUIRE(results[i]);
-    CHECK(results[i]->content().find(std::to_string(2 * i))
-          != std::string::npos);
+    CHECK(results[i]->content().find(std::to_string(2 * i)) !=
+          std::string::npos);
   }
   auto sim_stats = test::read_stats(sim);
   CHECK(sim_stats.requests == 200);
@@ -81,17 +81,15 @@ TEST_CASE("a lane with one ask is not starved behind another's 100") {
     auto left = std::make_shared<int>(100);
     for (int i = 0; i < 100; ++i)
       model.ainvoke(self, "Tell a story.")
-        .then(
-          [&, left](ai_message&) {
-            note("a");
-            if (--*left == 0)
-              big_done.set_value();
-          },
-          [&, left](caf::error&) {
-            note("a-error");
-            if (--*left == 0)
-              big_done.set_value();
-          });
+          .then(
+              [&, left](ai_message&) {
+                note("a");
+                if (--*left == 0) big_done.set_value();
+              },
+              [&, left](caf::error&) {
+                note("a-error");
+                if (--*left == 0) big_done.set_value();
+              });
   });
   // Wait (bounded) until most of A's asks wait in the queue.
   for (int i = 0; i < 200 && read_stats(ts.sys, model).queued < 50; ++i)
@@ -106,8 +104,15 @@ TEST_CASE("a lane with one ask is not starved behind another's 100") {
       before = order.size();
     }
     model.ainvoke(self, "What is 2+2?")
-      .then([&](ai_message&) { note("b"); small_done.set_value(); },
-            [&](caf::error&) { note("b-error"); small_done.set_value(); });
+        .then(
+            [&](ai_message&) {
+              note("b");
+              small_done.set_value();
+            },
+            [&](caf::error&) {
+              note("b-error");
+              small_done.set_value();
+            });
   });
   REQUIRE(small_done.get_future().wait_for(30s) == std::future_status::ready);
   REQUIRE(big_done.get_future().wait_for(60s) == std::future_status::ready);
@@ -155,12 +160,12 @@ TEST_CASE("cancelling a running ask frees its slot for the next") {
   cfg.retry.max_retries = 0;
   chat_model model{ts.sys, cfg};
   auto stalled = model.with_config(
-    with_header(model.config(), "x-sim-fault", "stall-first"));
+      with_header(model.config(), "x-sim-fault", "stall-first"));
   caf::scoped_actor self{ts.sys};
   auto first = stalled.make_ask("Hello!");
   auto first_id = first.id;
-  auto h1 = self->request(model.dispatcher(), 30s, ask_atom::value,
-                          std::move(first));
+  auto h1 =
+      self->request(model.dispatcher(), 30s, ask_atom::value, std::move(first));
   auto h2 = self->request(model.dispatcher(), 30s, ask_atom::value,
                           model.make_ask("What is 2+2?"));
   std::this_thread::sleep_for(200ms);
@@ -194,7 +199,7 @@ TEST_CASE("a dispatcher that exits cancels its running and queued asks") {
   cfg.retry.max_retries = 0;
   chat_model model{ts.sys, cfg};
   auto stalled = model.with_config(
-    with_header(model.config(), "x-sim-fault", "stall-first"));
+      with_header(model.config(), "x-sim-fault", "stall-first"));
   caf::scoped_actor self{ts.sys};
   auto h1 = self->request(model.dispatcher(), 30s, ask_atom::value,
                           stalled.make_ask("Hello!"));

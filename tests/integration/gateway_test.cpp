@@ -756,9 +756,9 @@ TEST_CASE("a flood of slow and half-open connections does not stop others") {
   auto& e = env();
   // A gateway of its own: short head timeout, few connections allowed.
   scoped_env key{"MARITACA_API_KEY", upstream_key};
-  gateway_process gw{e.sim.base_url(),
-                     {"--header-timeout", "1", "--max-connections", "64",
-                      "--threads", "2"}};
+  gateway_process gw{
+      e.sim.base_url(),
+      {"--header-timeout", "1", "--max-connections", "64", "--threads", "2"}};
   auto answered = [&] {
     auto r = get(gw.port, "/healthz", "");
     return r.status == 200 && r.complete;

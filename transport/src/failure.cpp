@@ -4,58 +4,58 @@ namespace maritaca {
 
 std::string_view to_string(errc x) noexcept {
   switch (x) {
-    case errc::none:
-      return "none";
-    case errc::http_status:
-      return "http_status";
-    case errc::bad_request:
-      return "bad_request";
-    case errc::unauthorized:
-      return "unauthorized";
-    case errc::forbidden:
-      return "forbidden";
-    case errc::not_found:
-      return "not_found";
-    case errc::rate_limited:
-      return "rate_limited";
-    case errc::server_error:
-      return "server_error";
-    case errc::timeout:
-      return "timeout";
-    case errc::connect_failed:
-      return "connect_failed";
-    case errc::tls_failed:
-      return "tls_failed";
-    case errc::connection_lost:
-      return "connection_lost";
-    case errc::protocol_error:
-      return "protocol_error";
-    case errc::cancelled:
-      return "cancelled";
-    case errc::overloaded:
-      return "overloaded";
-    case errc::invalid_argument:
-      return "invalid_argument";
-    case errc::step_limit:
-      return "step_limit";
+  case errc::none:
+    return "none";
+  case errc::http_status:
+    return "http_status";
+  case errc::bad_request:
+    return "bad_request";
+  case errc::unauthorized:
+    return "unauthorized";
+  case errc::forbidden:
+    return "forbidden";
+  case errc::not_found:
+    return "not_found";
+  case errc::rate_limited:
+    return "rate_limited";
+  case errc::server_error:
+    return "server_error";
+  case errc::timeout:
+    return "timeout";
+  case errc::connect_failed:
+    return "connect_failed";
+  case errc::tls_failed:
+    return "tls_failed";
+  case errc::connection_lost:
+    return "connection_lost";
+  case errc::protocol_error:
+    return "protocol_error";
+  case errc::cancelled:
+    return "cancelled";
+  case errc::overloaded:
+    return "overloaded";
+  case errc::invalid_argument:
+    return "invalid_argument";
+  case errc::step_limit:
+    return "step_limit";
   }
   return "unknown";
 }
 
 std::string_view to_string(deadline x) noexcept {
   switch (x) {
-    case deadline::none:
-      return "none";
-    case deadline::connect:
-      return "connect";
-    case deadline::first_byte:
-      return "first_byte";
-    case deadline::idle:
-      return "idle";
-    case deadline::total:
-      return "total";
-    case deadline::queue:
-      return "queue";
+  case deadline::none:
+    return "none";
+  case deadline::connect:
+    return "connect";
+  case deadline::first_byte:
+    return "first_byte";
+  case deadline::idle:
+    return "idle";
+  case deadline::total:
+    return "total";
+  case deadline::queue:
+    return "queue";
   }
   return "unknown";
 }
@@ -86,19 +86,19 @@ std::string failure::describe() const {
 
 errc errc_from_status(int status) noexcept {
   switch (status) {
-    case 400:
-    case 422:
-      return errc::bad_request;
-    case 401:
-      return errc::unauthorized;
-    case 403:
-      return errc::forbidden;
-    case 404:
-      return errc::not_found;
-    case 429:
-      return errc::rate_limited;
-    default:
-      return status >= 500 ? errc::server_error : errc::http_status;
+  case 400:
+  case 422:
+    return errc::bad_request;
+  case 401:
+    return errc::unauthorized;
+  case 403:
+    return errc::forbidden;
+  case 404:
+    return errc::not_found;
+  case 429:
+    return errc::rate_limited;
+  default:
+    return status >= 500 ? errc::server_error : errc::http_status;
   }
 }
 

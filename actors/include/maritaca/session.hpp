@@ -44,12 +44,12 @@ struct session_config {
 /// - `(clear_atom)`: clears the history but the system prompt.
 /// - `(save_atom)` -> JSON text; `(load_atom, json)` -> messages loaded.
 using session_actor = caf::typed_actor<
-  caf::replies_to<ask_atom, input>::with<ai_message>,
-  caf::replies_to<stream_atom, input, caf::actor>::with<ai_message>,
-  caf::reacts_to<append_atom, std::vector<chat_message>>,
-  caf::replies_to<history_atom>::with<std::vector<chat_message>>,
-  caf::reacts_to<clear_atom>, caf::replies_to<save_atom>::with<std::string>,
-  caf::replies_to<load_atom, std::string>::with<uint64_t>>;
+    caf::replies_to<ask_atom, input>::with<ai_message>,
+    caf::replies_to<stream_atom, input, caf::actor>::with<ai_message>,
+    caf::reacts_to<append_atom, std::vector<chat_message>>,
+    caf::replies_to<history_atom>::with<std::vector<chat_message>>,
+    caf::reacts_to<clear_atom>, caf::replies_to<save_atom>::with<std::string>,
+    caf::replies_to<load_atom, std::string>::with<uint64_t>>;
 
 /// Spawns a session asking through `model`.
 session_actor spawn_session(const chat_model& model, session_config cfg = {});
@@ -66,8 +66,7 @@ std::string save_history(const std::string& model,
                          const std::vector<chat_message>& history);
 
 /// Reads what `save_history` wrote; returns a failure on malformed input.
-failure load_history(std::string_view json,
-                     std::vector<chat_message>& history);
+failure load_history(std::string_view json, std::vector<chat_message>& history);
 
 /// A session for plain code: spawns the actor, asks blocking, and ends the
 /// session (clearing its history) on destruction.

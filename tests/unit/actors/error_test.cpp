@@ -26,10 +26,9 @@ TEST_CASE("make_error keeps the whole failure") {
 
 TEST_CASE("CAF's own errors map to the closest code") {
   CHECK(code_of(caf::error{}) == errc::none);
-  CHECK(code_of(caf::make_error(caf::sec::request_timeout))
-        == errc::timeout);
-  CHECK(code_of(caf::make_error(caf::sec::request_receiver_down))
-        == errc::cancelled);
+  CHECK(code_of(caf::make_error(caf::sec::request_timeout)) == errc::timeout);
+  CHECK(code_of(caf::make_error(caf::sec::request_receiver_down)) ==
+        errc::cancelled);
   auto f = to_failure(caf::make_error(caf::sec::request_timeout));
   CHECK(f.code == errc::timeout);
   CHECK(f.which == deadline::total);

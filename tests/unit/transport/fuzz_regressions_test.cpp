@@ -134,8 +134,8 @@ TEST_CASE("long integers in a stream chunk take the general path") {
   // A bare number where an object belongs is still a protocol error.
   sse::chunk_decoder d;
   std::vector<completion_chunk> chunks;
-  auto err = d.feed("data:99999999999999999999999999999999999999 {\"`\"}\n\n",
-                    chunks);
+  auto err =
+      d.feed("data:99999999999999999999999999999999999999 {\"`\"}\n\n", chunks);
   CHECK(err.code == errc::protocol_error);
   CHECK(chunks.empty());
 }

@@ -88,10 +88,11 @@ struct call {
 /// Exactly one of completion/models/body/done/failed ends every call. The
 /// transport monitors the caller: when it goes down, its exchanges are
 /// cancelled.
-using transport_actor = caf::typed_actor<
-  caf::reacts_to<exchange_atom, call>, caf::reacts_to<cancel_atom, uint64_t>,
-  caf::reacts_to<ack_atom, uint64_t, uint32_t>,
-  caf::replies_to<stats_atom>::with<pool_stats>>;
+using transport_actor =
+    caf::typed_actor<caf::reacts_to<exchange_atom, call>,
+                     caf::reacts_to<cancel_atom, uint64_t>,
+                     caf::reacts_to<ack_atom, uint64_t, uint32_t>,
+                     caf::replies_to<stats_atom>::with<pool_stats>>;
 
 /// Spawns a transport owning an `http_client` with `cfg`. The client (and
 /// its I/O threads) lives until the actor exits; every running exchange then
