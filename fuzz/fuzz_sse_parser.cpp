@@ -1,9 +1,11 @@
 // Fuzzes sse::parser and sse::chunk_decoder: the input is a byte stream fed
 // once whole and once in pseudo-random pieces (derived from the input, so a
 // crash reproduces). Both ways must give the same events, chunks and
-// failures; events stay within the bound; format_data reads back.
+// failures; events stay within the bound; the decoder's chunks are those of
+// each event decoded alone; format_data reads back.
 
 #include "maritaca/transport/sse_parser.hpp"
+#include "maritaca/transport/wire.hpp"
 
 #include "fuzz_util.hpp"
 
@@ -125,6 +127,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   FUZZ_CHECK(c.done == d.done);
   FUZZ_CHECK(c.finish == d.finish);
   FUZZ_CHECK(c.done || c.finish.code != errc::none);
+
+  // The decoder's chunks are those of each event decoded alone: its memo
+  // of the last chunk's layout changes nothing.
+  if (!a.error) {
+    std::vector<completion_chunk> alone;
+    for (auto& ev : a.events) {
+      if (ev.type == "error") break;
+      if (!ev.type.empty() && ev.type != "message") continue;
+      if (ev.data == "[DONE]") break;
+      completion_chunk x;
+      bool error_payload = false;
+      if (wire::decode_stream_chunk(ev.data, x, error_payload) || error_payload)
+        break;
+      alone.push_back(std::move(x));
+    }
+    FUZZ_CHECK(alone == c.chunks);
+  }
 
   // format_data: any payload reads back as one event (line ends as '\n').
   auto payload = in.substr(0, 4096);

@@ -237,9 +237,12 @@ failure chunk_decoder::feed(std::string_view bytes,
       done_ = true;
       return {};
     }
+    if (from_memo(ev.data, out)) continue;
     auto& chunk = out.emplace_back();
     bool error_payload = false;
-    auto err = wire::decode_stream_chunk(ev.data, chunk, error_payload);
+    wire::chunk_layout layout;
+    auto err =
+        wire::decode_stream_chunk(ev.data, chunk, error_payload, &layout);
     if (error_payload)
       err =
           make_failure(errc::server_error, wire::decode_error(ev.data).message);
@@ -248,9 +251,36 @@ failure chunk_decoder::feed(std::string_view bytes,
       failure_ = std::move(err);
       return failure_;
     }
+    if (layout.memo) {
+      std::string_view data{ev.data};
+      memo_ = chunk;
+      memo_.choices[0].content.clear();
+      memo_prefix_.assign(data.substr(0, layout.content_begin));
+      memo_suffix_.assign(data.substr(layout.content_end));
+    }
   }
   failure_ = std::move(parse_err);
   return failure_;
+}
+
+bool chunk_decoder::from_memo(std::string_view data,
+                              std::vector<completion_chunk>& out) {
+  // The prefix holds at least `{"choices":[{"delta":{"content":`.
+  if (memo_prefix_.empty() ||
+      data.size() < memo_prefix_.size() + memo_suffix_.size() + 2 ||
+      !data.starts_with(memo_prefix_) || !data.ends_with(memo_suffix_))
+    return false;
+  // What lies between must be one string token needing no unescaping.
+  auto token =
+      data.substr(memo_prefix_.size(),
+                  data.size() - memo_prefix_.size() - memo_suffix_.size());
+  if (token.front() != '"' || token.back() != '"') return false;
+  auto text = token.substr(1, token.size() - 2);
+  if (!wire::is_plain_json_text(text)) return false;
+  auto& chunk = out.emplace_back(memo_);
+  chunk.choices[0].content.assign(text);
+  ++memo_hits_;
+  return true;
 }
 
 failure chunk_decoder::finish() const {

@@ -1398,6 +1398,56 @@ bool reader::model(const value& x, const path& p, model_info& out) {
   return has_id || missing(p / "id");
 }
 
+/// Marks the bytes of `w` (read little-endian) that are a quote, a
+/// backslash, a control character or not ASCII: the bytes a string scan
+/// must look at one by one. The lowest mark is exact (a borrow can only
+/// mark bytes above a true one).
+uint64_t special(uint64_t w) noexcept {
+  constexpr uint64_t ones = 0x0101010101010101u;
+  constexpr uint64_t highs = 0x8080808080808080u;
+  auto zero_byte = [](uint64_t v) { return (v - ones) & ~v & highs; };
+  return zero_byte(w ^ (ones * '"')) | zero_byte(w ^ (ones * '\\')) |
+         ((w - ones * 0x20) & ~w & highs) | (w & highs);
+}
+
+/// Returns how many bytes from `in` on are plain (not marked by
+/// `special`), scanning 16 bytes at a time with SSE2 where there is
+/// SSE2, else 8 at a time; a tail of fewer than 8 bytes is left to the
+/// caller's byte-by-byte path.
+std::size_t plain_prefix(const char* in, const char* end) noexcept {
+  const char* p = in;
+#if defined(__SSE2__)
+  const auto quote = _mm_set1_epi8('"');
+  const auto backslash = _mm_set1_epi8('\\');
+  const auto last_control = _mm_set1_epi8(0x1f);
+  while (end - p >= 16) {
+    auto v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    // Control bytes are those whose unsigned maximum with 0x1f is 0x1f;
+    // the sign bit of each byte marks non-ASCII.
+    auto hits = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+        _mm_cmpeq_epi8(_mm_max_epu8(v, last_control), last_control));
+    auto marks = static_cast<unsigned>(_mm_movemask_epi8(hits)) |
+                 static_cast<unsigned>(_mm_movemask_epi8(v));
+    if (marks != 0)
+      return static_cast<std::size_t>(p - in) +
+             static_cast<std::size_t>(std::countr_zero(marks));
+    p += 16;
+  }
+#endif
+  if constexpr (std::endian::native == std::endian::little) {
+    while (end - p >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, 8);
+      if (auto marks = special(w); marks != 0)
+        return static_cast<std::size_t>(p - in) +
+               static_cast<std::size_t>(std::countr_zero(marks) / 8);
+      p += 8;
+    }
+  }
+  return static_cast<std::size_t>(p - in);
+}
+
 /// Parses a strict subset of JSON into SAX events for `Handler`, without
 /// RapidJSON: strings without `\u` escapes or control characters, integers
 /// of at most 18 digits without fraction or exponent, nesting of at most 32
@@ -1427,56 +1477,6 @@ private:
            (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
       ++p_;
     return p_ < end_;
-  }
-
-  /// Marks the bytes of `w` (read little-endian) that are a quote, a
-  /// backslash, a control character or not ASCII: the bytes a string scan
-  /// must look at one by one. The lowest mark is exact (a borrow can only
-  /// mark bytes above a true one).
-  static uint64_t special(uint64_t w) noexcept {
-    constexpr uint64_t ones = 0x0101010101010101u;
-    constexpr uint64_t highs = 0x8080808080808080u;
-    auto zero_byte = [](uint64_t v) { return (v - ones) & ~v & highs; };
-    return zero_byte(w ^ (ones * '"')) | zero_byte(w ^ (ones * '\\')) |
-           ((w - ones * 0x20) & ~w & highs) | (w & highs);
-  }
-
-  /// Returns how many bytes from `in` on are plain (not marked by
-  /// `special`), scanning 16 bytes at a time with SSE2 where there is
-  /// SSE2, else 8 at a time; a tail of fewer than 8 bytes is left to the
-  /// caller's byte-by-byte path.
-  static std::size_t plain_prefix(const char* in, const char* end) noexcept {
-    const char* p = in;
-#if defined(__SSE2__)
-    const auto quote = _mm_set1_epi8('"');
-    const auto backslash = _mm_set1_epi8('\\');
-    const auto last_control = _mm_set1_epi8(0x1f);
-    while (end - p >= 16) {
-      auto v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      // Control bytes are those whose unsigned maximum with 0x1f is 0x1f;
-      // the sign bit of each byte marks non-ASCII.
-      auto hits = _mm_or_si128(
-          _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-          _mm_cmpeq_epi8(_mm_max_epu8(v, last_control), last_control));
-      auto marks = static_cast<unsigned>(_mm_movemask_epi8(hits)) |
-                   static_cast<unsigned>(_mm_movemask_epi8(v));
-      if (marks != 0)
-        return static_cast<std::size_t>(p - in) +
-               static_cast<std::size_t>(std::countr_zero(marks));
-      p += 16;
-    }
-#endif
-    if constexpr (std::endian::native == std::endian::little) {
-      while (end - p >= 8) {
-        uint64_t w;
-        std::memcpy(&w, p, 8);
-        if (auto marks = special(w); marks != 0)
-          return static_cast<std::size_t>(p - in) +
-                 static_cast<std::size_t>(std::countr_zero(marks) / 8);
-        p += 8;
-      }
-    }
-    return static_cast<std::size_t>(p - in);
   }
 
   /// Reads the string at `p_` (an opening quote), unescaping it in place
@@ -1575,7 +1575,12 @@ private:
     case '"': {
       const char* s = nullptr;
       rj::SizeType n = 0;
-      return string(s, n) && h_.String(s, n, false);
+      const char* token = p_;
+      if (!string(s, n)) return false;
+      // The handler may want to know where the token lay (quotes included).
+      if constexpr (requires { h_.raw_string(token, token); })
+        h_.raw_string(token, p_);
+      return h_.String(s, n, false);
     }
     case 't':
       return literal("true") && h_.Bool(true);
@@ -1676,6 +1681,7 @@ public:
 
   bool Null() {
     if (ignored()) return scalar();
+    if (field_ == fld::content) ++content_values_;
     switch (field_) {
     case fld::id:
     case fld::model:
@@ -1742,8 +1748,37 @@ public:
     return false; // depth_limited converts numbers
   }
 
+  /// The raw text of the string token that `String` gets next lies in
+  /// [`begin`, `end`) of the input, quotes included (fast_reader only).
+  void raw_string(const char* begin, const char* end) noexcept {
+    raw_begin_ = begin;
+    raw_end_ = end;
+  }
+
+  /// Where the content string lay, when the chunk is one
+  /// `sse::chunk_decoder` may memoize: one choice, its content set once by
+  /// a string (whose raw token `raw_string` noted), no tool calls, no
+  /// usage. Offsets are from `base`, the start of the input.
+  wire::chunk_layout layout(const char* base) const noexcept {
+    wire::chunk_layout result;
+    if (content_values_ != 1 || content_begin_ == nullptr ||
+        out_.choices.size() != 1 || !out_.choices[0].tool_calls.empty() ||
+        out_.usage)
+      return result;
+    result.memo = true;
+    result.content_begin = static_cast<std::size_t>(content_begin_ - base);
+    result.content_end = static_cast<std::size_t>(content_end_ - base);
+    return result;
+  }
+
   bool String(const char* s, rj::SizeType n, bool) {
     if (ignored()) return scalar();
+    if (field_ == fld::content) {
+      ++content_values_;
+      content_begin_ = raw_begin_;
+      content_end_ = raw_end_;
+    }
+    raw_begin_ = nullptr;
     switch (field_) {
     case fld::id:
     case fld::model:
@@ -2089,6 +2124,14 @@ private:
   bool seen_name_ = false;
   bool seen_arguments_ = false;
   bool seen_cached_ = false;
+  /// The raw token of the string being read (see raw_string).
+  const char* raw_begin_ = nullptr;
+  const char* raw_end_ = nullptr;
+  /// How often `content` got a value (string or null), and the raw token
+  /// of the last string it got.
+  unsigned content_values_ = 0;
+  const char* content_begin_ = nullptr;
+  const char* content_end_ = nullptr;
 };
 
 /// Renders FastAPI's validation errors (`[{"loc": [...], "msg": ...}]`) as
@@ -2493,14 +2536,18 @@ namespace {
 /// Decodes `json` by SAX into `out`: first with `fast_reader`, then with
 /// RapidJSON. Returns false when neither accepted it (the DOM reader then
 /// tells why). Never accepts a document with a top-level `error` member.
-bool decode_chunk_sax(std::string_view json, completion_chunk& out) {
+bool decode_chunk_sax(std::string_view json, completion_chunk& out,
+                      chunk_layout* layout = nullptr) {
   char buffer[1024];
   text_copy text{json, buffer, sizeof(buffer)};
   {
     auto skipped = json.size() - without_bom(json).size();
     chunk_handler handler{out};
     fast_reader fast{text.data() + skipped, text.data() + json.size(), handler};
-    if (fast.parse() && handler.complete()) return true;
+    if (fast.parse() && handler.complete()) {
+      if (layout != nullptr) *layout = handler.layout(text.data());
+      return true;
+    }
   }
   // The subset parser may have unescaped strings in place.
   std::memcpy(text.data(), json.data(), json.size());
@@ -2513,14 +2560,36 @@ bool decode_chunk_sax(std::string_view json, completion_chunk& out) {
 } // namespace
 
 failure decode_stream_chunk(std::string_view json, completion_chunk& out,
-                            bool& error_payload) {
+                            bool& error_payload, chunk_layout* layout) {
   error_payload = false;
-  if (decode_chunk_sax(json, out)) return {};
+  if (layout != nullptr) *layout = chunk_layout{};
+  if (decode_chunk_sax(json, out, layout)) return {};
   if (is_error_payload(json)) {
     error_payload = true;
     return {};
   }
   return decode_chunk(json, out);
+}
+
+bool is_plain_json_text(std::string_view text) noexcept {
+  auto* p = text.data();
+  auto* end = p + text.size();
+  for (;;) {
+    p += plain_prefix(p, end);
+    if (p == end) return true;
+    auto c = static_cast<unsigned char>(*p);
+    if (c < 0x80) {
+      // A quote, a backslash or a control byte, or a plain byte of the
+      // short tail plain_prefix leaves.
+      if (c == '"' || c == '\\' || c < 0x20) return false;
+      ++p;
+      continue;
+    }
+    auto len = utf8_sequence(reinterpret_cast<const unsigned char*>(p),
+                             static_cast<size_t>(end - p));
+    if (len == 0) return false;
+    p += len;
+  }
 }
 
 failure decode_chunk(std::string_view json, completion_chunk& out) {

@@ -18,6 +18,7 @@ using maritaca::sse::chunk_decoder;
 using maritaca::sse::event;
 using maritaca::sse::format_data;
 using maritaca::sse::parser;
+namespace wire = maritaca::wire;
 
 namespace Catch {
 
@@ -714,4 +715,65 @@ TEST_CASE("chunk_decoder rejects an oversized event") {
   CHECK(err.code == errc::protocol_error);
   CHECK(err.message == "SSE event exceeds 128 bytes");
   CHECK(dec.finish() == err);
+}
+
+TEST_CASE("chunk_decoder's memo gives the chunks each event gives alone") {
+  // After a chunk of the common form the decoder copies chunks with the same
+  // bytes around their content; everything else must still be parsed.
+  auto head = std::string{R"({"id":"chatcmpl-memo-0123456789abcdef",)"} +
+              R"("created":1718000000,"model":"sabia-4",)" +
+              R"("choices":[{"index":0,"delta":{"content":)";
+  std::string tail = R"(},"finish_reason":null}]})";
+  std::vector<std::string> datas{
+      head + R"("Olá")" + tail,
+      head + R"("mundo, ")" + tail,          // copied from the memo
+      head + R"("com \"aspas\"")" + tail,    // escapes: parsed
+      head + R"("a","content":"b")" + tail,  // a second member: parsed
+      head + R"(null)" + tail,               // null content: parsed
+      head + R"("")" + tail,                 // empty text: copied
+      head + "\"\xC3\xA7\xC3\xA3o\"" + tail, // UTF-8: copied
+      head + R"("x")" + R"(},"finish_reason":"stop"}]})", // other tail
+      head + R"("y")" + tail,                             // memo again
+      R"({"id":"chatcmpl-memo-0123456789abcdef","choices":[],)"
+      R"("usage":{"prompt_tokens":1,"completion_tokens":2}})",
+      head + R"("z")" + tail + " ", // trailing blank: parsed
+  };
+  std::string stream;
+  std::vector<completion_chunk> alone;
+  for (auto& d : datas) {
+    stream += format_data(d);
+    completion_chunk x;
+    bool error_payload = false;
+    REQUIRE_FALSE(wire::decode_stream_chunk(d, x, error_payload));
+    alone.push_back(std::move(x));
+  }
+  // Bad bytes in a copied position still fail as when parsed.
+  for (auto bad : {std::string{"\"a\x01\""}, std::string{"\"a\xFF\""}}) {
+    chunk_decoder dec;
+    std::vector<completion_chunk> out;
+    CHECK(dec.feed(format_data(head + R"("ok")" + tail) +
+                       format_data(head + bad + tail),
+                   out)
+              .code == errc::protocol_error);
+    CHECK(out.size() == 1);
+  }
+  stream += format_data("[DONE]");
+  chunk_decoder dec;
+  std::vector<completion_chunk> chunks;
+  REQUIRE_FALSE(dec.feed(stream, chunks));
+  CHECK(dec.done());
+  // Chunks 1, 5 and 6 were copied; every other one missed the memo.
+  CHECK(dec.memo_hits() == 3);
+  REQUIRE(chunks.size() == alone.size());
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    INFO("chunk " << i);
+    CHECK(chunks[i] == alone[i]);
+  }
+  CHECK(chunks[1].choices.at(0).content == "mundo, ");
+  CHECK(chunks[2].choices.at(0).content == "com \"aspas\"");
+  CHECK(chunks[3].choices.at(0).content == "b");
+  CHECK(chunks[4].choices.at(0).content.empty());
+  CHECK(chunks[6].choices.at(0).content == "\xC3\xA7\xC3\xA3o");
+  CHECK(chunks[7].choices.at(0).finish_reason == "stop");
+  CHECK(chunks[8].choices.at(0).finish_reason.empty());
 }

@@ -96,6 +96,12 @@ std::string format_data(std::string_view payload);
 /// `error`, becomes a `server_error` carrying the server's message. Events of
 /// other types than "" and "message" are ignored, and so is everything after
 /// `[DONE]`.
+///
+/// The chunks of a stream differ mostly in their content: the decoder
+/// remembers the last fully decoded chunk of the common form (see
+/// `wire::chunk_layout`) with the bytes around its content, and a chunk
+/// with the same bytes around plain content text is then copied from it
+/// instead of parsed. The chunks are the same as decoding each event alone.
 class chunk_decoder {
 public:
   /// Creates a decoder whose events may not exceed `max_event_bytes`.
@@ -109,16 +115,29 @@ public:
   /// Returns whether `[DONE]` was seen.
   bool done() const noexcept { return done_; }
 
+  /// Returns how many chunks were copied from the memo instead of parsed.
+  std::size_t memo_hits() const noexcept { return memo_hits_; }
+
   /// To call at the end of the body: returns a `protocol_error` when the
   /// stream ended without `[DONE]` (or the failure `feed` returned).
   failure finish() const;
 
 private:
+  // Appends the chunk `data` decodes to when it fits the memo; returns
+  // whether it did.
+  bool from_memo(std::string_view data, std::vector<completion_chunk>& out);
+
   parser parser_;
   // Reused by every feed: the first `used_` are this feed's events, the
   // strings of the rest keep their capacity for the next ones.
   std::vector<event> events_;
   std::size_t used_ = 0;
+  // The memo: a chunk (content empty) and the bytes before and after its
+  // content token; valid when `memo_prefix_` is not empty.
+  completion_chunk memo_;
+  std::string memo_prefix_;
+  std::string memo_suffix_;
+  std::size_t memo_hits_ = 0;
   bool done_ = false;
   failure failure_; // the first failure; sticky
 };
