@@ -74,25 +74,44 @@ retry_decision decide_retry(const failure& what, uint32_t retries_done,
 
 void chunk_aggregator::add(const completion_chunk& x) {
   ++chunks_;
-  if (id_.empty()) id_ = x.id;
-  if (model_.empty()) model_ = x.model;
+  add_header(x.id, x.model);
   if (x.usage) usage_ = x.usage;
-  for (auto& c : x.choices) {
-    auto& st = choices_[c.index];
-    if (!c.role.empty()) st.role = c.role;
-    if (!c.content.empty()) {
-      st.content += c.content;
-      st.has_content = true;
-    }
-    for (auto& d : c.tool_calls) {
-      auto& call = st.calls[d.index];
-      if (!d.id.empty()) call.id = d.id;
-      if (!d.type.empty()) call.type = d.type;
-      call.name += d.name;
-      call.arguments += d.arguments;
-    }
-    if (!c.finish_reason.empty()) st.finish_reason = c.finish_reason;
+  for (auto& c : x.choices)
+    add_choice(c);
+}
+
+void chunk_aggregator::add(const sse::chunk_batch& x) {
+  chunks_ += x.chunks;
+  add_header(x.id, x.model);
+  for (auto& p : x.pieces) {
+    if (p.usage)
+      usage_ = p.usage;
+    else
+      add_choice(p.choice);
   }
+}
+
+void chunk_aggregator::add_header(const std::string& id,
+                                  const std::string& model) {
+  if (id_.empty()) id_ = id;
+  if (model_.empty()) model_ = model;
+}
+
+void chunk_aggregator::add_choice(const chunk_choice& c) {
+  auto& st = choices_[c.index];
+  if (!c.role.empty()) st.role = c.role;
+  if (!c.content.empty()) {
+    st.content += c.content;
+    st.has_content = true;
+  }
+  for (auto& d : c.tool_calls) {
+    auto& call = st.calls[d.index];
+    if (!d.id.empty()) call.id = d.id;
+    if (!d.type.empty()) call.type = d.type;
+    call.name += d.name;
+    call.arguments += d.arguments;
+  }
+  if (!c.finish_reason.empty()) st.finish_reason = c.finish_reason;
 }
 
 ai_message chunk_aggregator::result() const {
@@ -334,38 +353,31 @@ void send_chunk(request_self* self, chat_chunk&& x, bool probe) {
 }
 
 /// Sends the chunks of one transport batch to the subscribers, one message
-/// each, and acknowledges the batch while there is credit.
-void forward_chunks(request_self* self, std::vector<completion_chunk>& batch) {
+/// per choice delta or usage, and acknowledges the batch while there is
+/// credit.
+void forward_chunks(request_self* self, sse::chunk_batch& batch) {
   auto& st = self->state;
   auto window = std::max<uint64_t>(st.job.ask.options.stream_window, 1);
   auto probe_every = std::max<uint64_t>(window / 4, 1);
-  // The last chunk of the batch becomes a probe when credit runs out: count
-  // first, then send without an intermediate copy.
-  size_t total = 0;
-  for (auto& c : batch)
-    total += c.choices.size() + (c.usage ? 1 : 0);
+  // The aggregate first: the pieces are moved into the messages below.
+  st.aggregate.add(batch);
+  // The last chunk of the batch becomes a probe when credit runs out.
+  auto total = batch.pieces.size();
   size_t done = 0;
-  auto emit = [&](chat_chunk&& x) {
+  for (auto& p : batch.pieces) {
+    chat_chunk x;
+    if (p.usage) {
+      x.usage = p.usage;
+    } else {
+      x.index = p.choice.index;
+      x.content = std::move(p.choice.content);
+      x.tool_calls = std::move(p.choice.tool_calls);
+      x.finish_reason = std::move(p.choice.finish_reason);
+    }
     auto last = ++done == total;
     auto probe = st.sent + 1 - st.last_probe >= probe_every ||
                  (last && outstanding(self) + 1 >= window);
     send_chunk(self, std::move(x), probe);
-  };
-  for (auto& c : batch) {
-    st.aggregate.add(c);
-    for (auto& ch : c.choices) {
-      chat_chunk x;
-      x.index = ch.index;
-      x.content = std::move(ch.content);
-      x.tool_calls = std::move(ch.tool_calls);
-      x.finish_reason = std::move(ch.finish_reason);
-      emit(std::move(x));
-    }
-    if (c.usage) {
-      chat_chunk x;
-      x.usage = c.usage;
-      emit(std::move(x));
-    }
   }
   ++st.held_acks;
   release_acks(self);
@@ -430,8 +442,7 @@ caf::behavior request_impl(request_self* self, request_job job) {
         auto& st = self->state;
         if (!st.finished && attempt == st.attempts) start_attempt(self);
       },
-      [=](transport::chunks_atom, uint64_t tag,
-          std::vector<completion_chunk>& batch) {
+      [=](transport::chunks_atom, uint64_t tag, sse::chunk_batch& batch) {
         if (tag == self->state.tag && !self->state.finished)
           forward_chunks(self, batch);
       },

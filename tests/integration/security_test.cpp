@@ -131,8 +131,8 @@ call_outcome run_call(caf::actor_system& sys,
   call_outcome out;
   for (bool end = false; !end;) {
     self->receive(
-        [&](chunks_atom, uint64_t, std::vector<completion_chunk>& xs) {
-          out.chunks += xs.size();
+        [&](chunks_atom, uint64_t, sse::chunk_batch& xs) {
+          out.chunks += xs.chunks;
           self->send(t, ack_atom::value, tag, uint32_t{1});
         },
         [&](completion_atom, uint64_t, chat_completion& x) {

@@ -27,7 +27,7 @@ using clock_type = std::chrono::steady_clock;
 
 /// Everything a caller received for one call.
 struct outcome {
-  std::vector<std::vector<completion_chunk>> batches;
+  std::vector<sse::chunk_batch> batches;
   std::optional<chat_completion> completion;
   std::optional<std::vector<model_info>> models;
   std::optional<std::pair<response_head, std::string>> body;
@@ -42,9 +42,8 @@ struct outcome {
   std::string content() const {
     std::string result;
     for (auto& batch : batches)
-      for (auto& chunk : batch)
-        for (auto& choice : chunk.choices)
-          result += choice.content;
+      for (auto& piece : batch.pieces)
+        result += piece.choice.content;
     return result;
   }
 };
@@ -60,9 +59,9 @@ bool receive_one(caf::scoped_actor& self, const transport_actor& transport,
     return x == tag;
   };
   self->receive(
-      [&](chunks_atom, uint64_t x, std::vector<completion_chunk>& chunks) {
+      [&](chunks_atom, uint64_t x, sse::chunk_batch& batch) {
         if (!mine(x)) return;
-        out.batches.push_back(std::move(chunks));
+        out.batches.push_back(std::move(batch));
         if (ack) self->send(transport, ack_atom::value, tag, uint32_t{1});
       },
       [&](completion_atom, uint64_t x, chat_completion& result) {
@@ -367,9 +366,7 @@ TEST_CASE_METHOD(fixture, "a caller going down cancels its exchange") {
   auto caller = sys.spawn([t, c](caf::event_based_actor* me) -> caf::behavior {
     me->send(t, exchange_atom::value, c);
     return {
-        [me](chunks_atom, uint64_t, std::vector<completion_chunk>&) {
-          me->quit();
-        },
+        [me](chunks_atom, uint64_t, sse::chunk_batch&) { me->quit(); },
         [me](failed_atom, uint64_t, failure&) { me->quit(); },
         [me](done_atom, uint64_t) { me->quit(); },
     };

@@ -216,8 +216,64 @@ chunk_decoder::chunk_decoder(std::size_t max_event_bytes)
   // Nothing else.
 }
 
+namespace {
+
+/// Receives the chunks of `chunk_decoder::feed` as a vector of chunks.
+struct vector_sink {
+  std::vector<completion_chunk>& out;
+
+  /// A chunk copied from the memo `memo` with content `text`.
+  void copied(const completion_chunk& memo, std::string_view text) {
+    out.emplace_back(memo).choices[0].content.assign(text);
+  }
+
+  /// A chunk decoded in full (the sink may take its parts).
+  void decoded(completion_chunk& x) { out.push_back(std::move(x)); }
+};
+
+/// Receives the chunks of `chunk_decoder::feed` as a `chunk_batch`.
+struct batch_sink {
+  chunk_batch& out;
+
+  void header(const completion_chunk& x) {
+    if (out.id.empty()) out.id = x.id;
+    if (out.model.empty()) out.model = x.model;
+    ++out.chunks;
+  }
+
+  void copied(const completion_chunk& memo, std::string_view text) {
+    header(memo);
+    auto& from = memo.choices[0];
+    auto& to = out.pieces.emplace_back().choice;
+    to.index = from.index;
+    to.role = from.role;
+    to.content.assign(text);
+    to.finish_reason = from.finish_reason;
+  }
+
+  void decoded(completion_chunk& x) {
+    header(x);
+    for (auto& c : x.choices)
+      out.pieces.push_back({std::move(c), std::nullopt});
+    if (x.usage) out.pieces.push_back({chunk_choice{}, x.usage});
+  }
+};
+
+} // namespace
+
 failure chunk_decoder::feed(std::string_view bytes,
                             std::vector<completion_chunk>& out) {
+  vector_sink sink{out};
+  return feed_to(bytes, sink);
+}
+
+failure chunk_decoder::feed(std::string_view bytes, chunk_batch& out) {
+  batch_sink sink{out};
+  return feed_to(bytes, sink);
+}
+
+template <class Sink>
+failure chunk_decoder::feed_to(std::string_view bytes, Sink& out) {
   if (failure_ || done_)
     return failure_; // Sticky failure, or data after [DONE]: ignored.
   used_ = 0;
@@ -237,50 +293,50 @@ failure chunk_decoder::feed(std::string_view bytes,
       done_ = true;
       return {};
     }
-    if (from_memo(ev.data, out)) continue;
-    auto& chunk = out.emplace_back();
+    if (auto text = memo_text(ev.data)) {
+      ++memo_hits_;
+      out.copied(memo_, *text);
+      continue;
+    }
     bool error_payload = false;
     wire::chunk_layout layout;
     auto err =
-        wire::decode_stream_chunk(ev.data, chunk, error_payload, &layout);
+        wire::decode_stream_chunk(ev.data, scratch_, error_payload, &layout);
     if (error_payload)
       err =
           make_failure(errc::server_error, wire::decode_error(ev.data).message);
     if (err) {
-      out.pop_back();
       failure_ = std::move(err);
       return failure_;
     }
     if (layout.memo) {
       std::string_view data{ev.data};
-      memo_ = chunk;
+      memo_ = scratch_;
       memo_.choices[0].content.clear();
       memo_prefix_.assign(data.substr(0, layout.content_begin));
       memo_suffix_.assign(data.substr(layout.content_end));
     }
+    out.decoded(scratch_);
   }
   failure_ = std::move(parse_err);
   return failure_;
 }
 
-bool chunk_decoder::from_memo(std::string_view data,
-                              std::vector<completion_chunk>& out) {
+std::optional<std::string_view>
+chunk_decoder::memo_text(std::string_view data) const {
   // The prefix holds at least `{"choices":[{"delta":{"content":`.
   if (memo_prefix_.empty() ||
       data.size() < memo_prefix_.size() + memo_suffix_.size() + 2 ||
       !data.starts_with(memo_prefix_) || !data.ends_with(memo_suffix_))
-    return false;
+    return std::nullopt;
   // What lies between must be one string token needing no unescaping.
   auto token =
       data.substr(memo_prefix_.size(),
                   data.size() - memo_prefix_.size() - memo_suffix_.size());
-  if (token.front() != '"' || token.back() != '"') return false;
+  if (token.front() != '"' || token.back() != '"') return std::nullopt;
   auto text = token.substr(1, token.size() - 2);
-  if (!wire::is_plain_json_text(text)) return false;
-  auto& chunk = out.emplace_back(memo_);
-  chunk.choices[0].content.assign(text);
-  ++memo_hits_;
-  return true;
+  if (!wire::is_plain_json_text(text)) return std::nullopt;
+  return text;
 }
 
 failure chunk_decoder::finish() const {

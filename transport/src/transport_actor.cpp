@@ -157,13 +157,13 @@ public:
       body_.append(bytes);
       return true;
     }
-    std::vector<completion_chunk> chunks;
+    sse::chunk_batch batch;
     // Batches of a stream tend to be alike: no growing step by step.
-    chunks.reserve(last_batch_);
-    if (auto what = decoder_.feed(bytes, chunks)) {
+    batch.pieces.reserve(last_batch_);
+    if (auto what = decoder_.feed(bytes, batch)) {
       // Chunks decoded before the bad event still go out first.
-      if (!chunks.empty())
-        caf::anon_send(caller_, chunks_atom::value, tag_, std::move(chunks));
+      if (batch.chunks > 0)
+        caf::anon_send(caller_, chunks_atom::value, tag_, std::move(batch));
       what.response_started = true;
       what.status = head_.status;
       // fail() also makes the transport cancel the exchange (closing the
@@ -171,10 +171,10 @@ public:
       fail(std::move(what));
       return false;
     }
-    if (chunks.empty()) return true;
-    last_batch_ = chunks.size();
+    if (batch.chunks == 0) return true;
+    last_batch_ = batch.pieces.size();
     ++unacked_;
-    caf::anon_send(caller_, chunks_atom::value, tag_, std::move(chunks));
+    caf::anon_send(caller_, chunks_atom::value, tag_, std::move(batch));
     return unacked_.load() < static_cast<int64_t>(window_);
   }
 
@@ -265,7 +265,7 @@ private:
   expect what_;
   uint32_t window_;
   sse::chunk_decoder decoder_;
-  /// Chunks in the last batch sent.
+  /// Pieces in the last batch sent.
   std::size_t last_batch_ = 0;
   std::atomic<int64_t> unacked_{0};
   response_head head_;

@@ -75,6 +75,9 @@ public:
   /// Adds one chunk.
   void add(const completion_chunk& x);
 
+  /// Adds the chunks of a transport batch (before their pieces are taken).
+  void add(const sse::chunk_batch& x);
+
   /// Returns the answer (choice 0) built so far.
   ai_message result() const;
 
@@ -82,6 +85,12 @@ public:
   bool empty() const noexcept { return chunks_ == 0; }
 
 private:
+  // Notes the id and model of a chunk (the first non-empty ones stay).
+  void add_header(const std::string& id, const std::string& model);
+
+  // Adds a choice's delta.
+  void add_choice(const chunk_choice& c);
+
   struct choice_state {
     std::string role;
     std::string content;

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -91,6 +92,28 @@ private:
 /// `\r` in `payload` end lines too, so they read back as `\n`.
 std::string format_data(std::string_view payload);
 
+/// The chunks decoded from one read of a stream, in the form consumers take
+/// them: what every chunk of a stream repeats kept once, then the choice
+/// deltas and usages one after the other. Filling it allocates nothing per
+/// chunk for the common chunk (a short content delta).
+struct chunk_batch {
+  /// One choice delta, or (with `usage` set) the usage of a chunk.
+  struct piece {
+    /// The delta; empty for a usage piece.
+    chunk_choice choice;
+    /// The usage, for a usage piece.
+    std::optional<maritaca::usage> usage;
+  };
+  /// The first non-empty `id` among the chunks.
+  std::string id;
+  /// The first non-empty `model` among the chunks.
+  std::string model;
+  /// In stream order: each chunk's choices, then its usage if it has one.
+  std::vector<piece> pieces;
+  /// How many chunks the pieces came from.
+  std::size_t chunks = 0;
+};
+
 /// Decodes a chat completion stream: SSE events whose data is a chunk JSON,
 /// ended by `data: [DONE]`. A payload holding `"error"`, or an event of type
 /// `error`, becomes a `server_error` carrying the server's message. Events of
@@ -112,6 +135,9 @@ public:
   /// is then unusable.
   failure feed(std::string_view bytes, std::vector<completion_chunk>& out);
 
+  /// Same, appending to `out` in the form of a batch.
+  failure feed(std::string_view bytes, chunk_batch& out);
+
   /// Returns whether `[DONE]` was seen.
   bool done() const noexcept { return done_; }
 
@@ -123,9 +149,13 @@ public:
   failure finish() const;
 
 private:
-  // Appends the chunk `data` decodes to when it fits the memo; returns
-  // whether it did.
-  bool from_memo(std::string_view data, std::vector<completion_chunk>& out);
+  // Decodes the events completed by `bytes`, handing each chunk to `sink`.
+  template <class Sink>
+  failure feed_to(std::string_view bytes, Sink& sink);
+
+  // Returns the content text of `data` when `data` fits the memo (see the
+  // class comment), else nullopt.
+  std::optional<std::string_view> memo_text(std::string_view data) const;
 
   parser parser_;
   // Reused by every feed: the first `used_` are this feed's events, the
@@ -138,6 +168,9 @@ private:
   std::string memo_prefix_;
   std::string memo_suffix_;
   std::size_t memo_hits_ = 0;
+  // Chunks that miss the memo are decoded here (its strings and vectors
+  // keep their capacity).
+  completion_chunk scratch_;
   bool done_ = false;
   failure failure_; // the first failure; sticky
 };

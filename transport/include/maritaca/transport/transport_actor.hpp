@@ -9,6 +9,7 @@
 /// state: they only send messages.
 
 #include "maritaca/transport/http_client.hpp"
+#include "maritaca/transport/sse_parser.hpp"
 #include "maritaca/types.hpp"
 
 #include <caf/actor_system.hpp>
@@ -28,7 +29,7 @@ using exchange_atom = caf::atom_constant<caf::atom("mx_xchg")>;
 using cancel_atom = caf::atom_constant<caf::atom("mx_cancel")>;
 /// Acknowledges chunk batches: `(ack_atom, tag, count)`.
 using ack_atom = caf::atom_constant<caf::atom("mx_ack")>;
-/// Event: `(chunks_atom, tag, std::vector<completion_chunk>)`.
+/// Event: `(chunks_atom, tag, sse::chunk_batch)`.
 using chunks_atom = caf::atom_constant<caf::atom("mx_chunks")>;
 /// Event: `(completion_atom, tag, chat_completion)`.
 using completion_atom = caf::atom_constant<caf::atom("mx_compl")>;
@@ -76,8 +77,8 @@ struct call {
 /// The transport's interface.
 ///
 /// Events the caller (the sender of `exchange_atom`) receives, all tagged:
-/// - `(chunks_atom, tag, std::vector<completion_chunk>)`: chunks decoded from
-///   one read; answer each with `(ack_atom, tag, 1)` (or batch the acks);
+/// - `(chunks_atom, tag, sse::chunk_batch)`: the chunks decoded from one
+///   read; answer each with `(ack_atom, tag, 1)` (or batch the acks);
 /// - `(completion_atom, tag, chat_completion)`, `(models_atom, tag, models)`
 ///   or `(body_atom, tag, head, body)`: the result of a non-stream call;
 /// - `(done_atom, tag)`: a stream ended properly;
@@ -107,5 +108,5 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::transport::response_head)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::failure)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::chat_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::completion_chunk)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<maritaca::completion_chunk>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::sse::chunk_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<maritaca::model_info>)
