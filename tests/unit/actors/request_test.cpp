@@ -86,4 +86,25 @@ TEST_CASE("chunk_aggregator joins content and tool calls by index") {
   CHECK(m.finish_reason == "tool_calls");
   REQUIRE(m.usage);
   CHECK(m.usage->total_tokens == 15);
+  // The same chunks as one transport batch (split in two) give the same.
+  sse::chunk_batch first;
+  first.id = "c1";
+  first.model = "sabia-4";
+  first.chunks = 2;
+  first.pieces.push_back({ca, std::nullopt});
+  first.pieces.push_back({cb, std::nullopt});
+  sse::chunk_batch second;
+  second.chunks = 2;
+  second.pieces.push_back({cc, std::nullopt});
+  second.pieces.push_back({chunk_choice{}, usage{10, 5, 15, 0}});
+  chunk_aggregator by_batch;
+  by_batch.add(first);
+  by_batch.add(second);
+  CHECK_FALSE(by_batch.empty());
+  auto n = by_batch.result();
+  CHECK(n.id == m.id);
+  CHECK(n.model == m.model);
+  CHECK(n.message == m.message);
+  CHECK(n.finish_reason == m.finish_reason);
+  CHECK(n.usage == m.usage);
 }

@@ -777,3 +777,38 @@ TEST_CASE("chunk_decoder's memo gives the chunks each event gives alone") {
   CHECK(chunks[7].choices.at(0).finish_reason == "stop");
   CHECK(chunks[8].choices.at(0).finish_reason.empty());
 }
+
+TEST_CASE("chunk_decoder fills a batch with the pieces of the chunks") {
+  // The same stream as a vector of chunks and as a batch (split in two
+  // feeds): id and model once, each chunk's choices then its usage.
+  auto chunks = decode(maritaca_stream);
+  chunk_decoder dec;
+  std::vector<maritaca::sse::chunk_batch> batches(2);
+  std::string_view input{maritaca_stream};
+  auto half = input.size() / 2;
+  REQUIRE_FALSE(dec.feed(input.substr(0, half), batches[0]));
+  REQUIRE_FALSE(dec.feed(input.substr(half), batches[1]));
+  CHECK(dec.done());
+  std::vector<maritaca::sse::chunk_batch::piece> expected;
+  for (auto& c : chunks) {
+    for (auto& choice : c.choices)
+      expected.push_back({choice, std::nullopt});
+    if (c.usage) expected.push_back({{}, c.usage});
+  }
+  std::vector<maritaca::sse::chunk_batch::piece> pieces;
+  std::size_t count = 0;
+  for (auto& b : batches) {
+    CHECK(b.id == "chatcmpl-9a");
+    CHECK(b.model == "sabia-4");
+    count += b.chunks;
+    for (auto& p : b.pieces)
+      pieces.push_back(p);
+  }
+  CHECK(count == chunks.size());
+  REQUIRE(pieces.size() == expected.size());
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    INFO("piece " << i);
+    CHECK(pieces[i].choice == expected[i].choice);
+    CHECK(pieces[i].usage == expected[i].usage);
+  }
+}
