@@ -152,16 +152,26 @@ TEST_CASE("a full queue refuses with overloaded") {
     CHECK(code_of(f.get().error()) == errc::cancelled);
 }
 
-TEST_CASE("cancelling a running ask frees its slot for the next") {
+/// A model that runs one ask at a time without retries, and a copy of it
+/// whose first ask the simulator stalls (it never answers).
+struct one_slot {
   test::sim_process sim;
   test::test_system ts;
-  auto cfg = sim_config(sim);
-  cfg.limits.max_concurrency = 1;
-  cfg.retry.max_retries = 0;
-  chat_model model{ts.sys, cfg};
-  auto stalled = model.with_config(
-      with_header(model.config(), "x-sim-fault", "stall-first"));
+  chat_model model{ts.sys, config(sim)};
+  chat_model stalled{model.with_config(
+      with_header(model.config(), "x-sim-fault", "stall-first"))};
   caf::scoped_actor self{ts.sys};
+
+  static model_config config(const test::sim_process& sim) {
+    auto cfg = sim_config(sim);
+    cfg.limits.max_concurrency = 1;
+    cfg.retry.max_retries = 0;
+    return cfg;
+  }
+};
+
+TEST_CASE_METHOD(one_slot,
+                 "cancelling a running ask frees its slot for the next") {
   auto first = stalled.make_ask("Hello!");
   auto first_id = first.id;
   auto h1 =
@@ -191,16 +201,8 @@ TEST_CASE("cancelling a running ask frees its slot for the next") {
   CHECK(st.in_flight == 0);
 }
 
-TEST_CASE("a dispatcher that exits cancels its running and queued asks") {
-  test::sim_process sim;
-  test::test_system ts;
-  auto cfg = sim_config(sim);
-  cfg.limits.max_concurrency = 1;
-  cfg.retry.max_retries = 0;
-  chat_model model{ts.sys, cfg};
-  auto stalled = model.with_config(
-      with_header(model.config(), "x-sim-fault", "stall-first"));
-  caf::scoped_actor self{ts.sys};
+TEST_CASE_METHOD(
+    one_slot, "a dispatcher that exits cancels its running and queued asks") {
   auto h1 = self->request(model.dispatcher(), 30s, ask_atom::value,
                           stalled.make_ask("Hello!"));
   auto h2 = self->request(model.dispatcher(), 30s, ask_atom::value,
