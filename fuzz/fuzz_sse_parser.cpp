@@ -128,6 +128,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   FUZZ_CHECK(c.finish == d.finish);
   FUZZ_CHECK(c.done || c.finish.code != errc::none);
 
+  // The batch form (fed in pieces) holds the same chunks, flattened.
+  {
+    sse::chunk_decoder dec{bound};
+    sse::chunk_batch batch;
+    pieces([&](std::string_view piece) { (void)dec.feed(piece, batch); });
+    std::size_t n = 0;
+    bool same = batch.chunks == c.chunks.size();
+    for (auto& chunk : c.chunks) {
+      if (batch.id.empty() && !chunk.id.empty()) same = false;
+      for (auto& choice : chunk.choices)
+        same = same && n < batch.pieces.size() &&
+               batch.pieces[n++].choice == choice;
+      if (chunk.usage)
+        same = same && n < batch.pieces.size() &&
+               batch.pieces[n++].usage == chunk.usage;
+    }
+    FUZZ_CHECK(same && n == batch.pieces.size());
+  }
+
   // The decoder's chunks are those of each event decoded alone: its memo
   // of the last chunk's layout changes nothing.
   if (!a.error) {
