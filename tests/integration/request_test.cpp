@@ -4,12 +4,15 @@
 #include "maritaca/request.hpp"
 
 #include "support/actors.hpp"
+#include "support/spawn.hpp"
 
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <future>
 #include <thread>
 
 using namespace maritaca;
@@ -49,6 +52,32 @@ chat_model::result_type stream_with_fault(caf::actor_system& sys,
   for (auto& chunk : s)
     text += chunk.content;
   return s.result();
+}
+
+/// Streams "Tell a story." from `model` to a subscriber actor that calls
+/// `on_chunk(self)` for every chunk, then stops the subscriber. Returns
+/// whether the stream ended with `stream_done`; fails the test when it
+/// does not end within 60 s (a hang).
+bool stream_to(caf::actor_system& sys, const chat_model& model,
+               std::function<void(caf::event_based_actor*)> on_chunk) {
+  std::promise<bool> finished;
+  auto subscriber = test::spawn_fn(
+      sys,
+      [on_chunk = std::move(on_chunk),
+       &finished](caf::event_based_actor* self) -> caf::behavior {
+        return {
+            [=](const chat_chunk&) { on_chunk(self); },
+            [&finished](const stream_done&) { finished.set_value(true); },
+            [&finished](const stream_failed&) { finished.set_value(false); },
+        };
+      });
+  model.astream(subscriber, "Tell a story.");
+  auto f = finished.get_future();
+  auto ended = f.wait_for(60s) == std::future_status::ready;
+  // Stopped before any REQUIRE: its handlers refer to `finished`.
+  caf::anon_send_exit(subscriber, caf::exit_reason::user_shutdown);
+  REQUIRE(ended);
+  return f.get();
 }
 
 } // namespace
@@ -193,29 +222,16 @@ TEST_CASE("a slow subscriber keeps the request's memory bounded") {
     std::atomic<size_t> max_mailbox{0};
   };
   auto s = std::make_shared<seen>();
-  std::promise<bool> finished;
-  auto subscriber = ts.sys.spawn(
-      [s, &finished](caf::event_based_actor* self) -> caf::behavior {
-        return {
-            [=](const chat_chunk&) {
-              ++s->chunks;
-              // Everything still waiting in the mailbox is memory held for us.
-              auto queued = self->mailbox().size();
-              if (queued > s->max_mailbox) s->max_mailbox = queued;
-              std::this_thread::sleep_for(100us);
-            },
-            [&finished](const stream_done&) { finished.set_value(true); },
-            [&finished](const stream_failed&) { finished.set_value(false); },
-        };
-      });
-  model.astream(subscriber, "Tell a story.");
-  auto f = finished.get_future();
-  REQUIRE(f.wait_for(60s) == std::future_status::ready);
-  CHECK(f.get());
+  CHECK(stream_to(ts.sys, model, [s](caf::event_based_actor* self) {
+    ++s->chunks;
+    // Everything still waiting in the mailbox is memory held for us.
+    auto queued = self->mailbox().size();
+    if (queued > s->max_mailbox) s->max_mailbox = queued;
+    std::this_thread::sleep_for(100us);
+  }));
   CHECK(s->chunks >= 3000);
   // The window (32) plus at most the chunks of one socket read in flight.
   CHECK(s->max_mailbox < 32 + 400);
-  caf::anon_send_exit(subscriber, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("a subscriber going down cancels the exchange") {
@@ -246,32 +262,15 @@ TEST_CASE("a subscriber that never answers a probe does not stall the stream") {
   cfg.stream_window = 8;
   cfg.timeouts.idle = 300ms;
   chat_model model{ts.sys, cfg};
-  struct seen {
-    std::atomic<size_t> chunks{0};
-  };
-  auto s = std::make_shared<seen>();
-  std::promise<bool> finished;
+  auto chunks = std::make_shared<std::atomic<size_t>>(0);
   // Takes each chunk's response promise and never delivers it: CAF 0.17
   // sends no broken_promise for that, so only the probe's own timeout
-  // gives the credit back.
-  auto subscriber = ts.sys.spawn(
-      [s, &finished](caf::event_based_actor* self) -> caf::behavior {
-        auto held = std::make_shared<std::vector<caf::response_promise>>();
-        return {
-            [=](const chat_chunk&) {
-              ++s->chunks;
-              held->push_back(self->make_response_promise());
-            },
-            [&finished](const stream_done&) { finished.set_value(true); },
-            [&finished](const stream_failed&) { finished.set_value(false); },
-        };
-      });
-  model.astream(subscriber, "Tell a story.");
-  auto f = finished.get_future();
-  // Bound against a hang: without probe timeouts the stream would wait for
-  // the transport's total deadline (10 minutes).
-  REQUIRE(f.wait_for(60s) == std::future_status::ready);
-  CHECK(f.get());
-  CHECK(s->chunks >= 40);
-  caf::anon_send_exit(subscriber, caf::exit_reason::user_shutdown);
+  // gives the credit back. Without probe timeouts the stream would wait
+  // for the transport's total deadline (10 minutes), past stream_to's 60 s.
+  auto held = std::make_shared<std::vector<caf::response_promise>>();
+  CHECK(stream_to(ts.sys, model, [chunks, held](caf::event_based_actor* self) {
+    ++*chunks;
+    held->push_back(self->make_response_promise());
+  }));
+  CHECK(*chunks >= 40);
 }
