@@ -553,10 +553,10 @@ failure syntax_failure(std::string_view in, size_t offset,
   return make_failure(errc::protocol_error, std::move(msg));
 }
 
-/// Zero bytes after the text of a `text_copy`, so that a SIMD scan (as
-/// RapidJSON's, when enabled) may read up to 15 bytes past the terminating
-/// NUL.
-constexpr size_t text_padding = 16;
+/// Zero bytes after the text of a `text_copy`: the NUL that the in-situ
+/// parsers stop at. (No scan reads further: `fast_reader` keeps to its end
+/// pointer, and RapidJSON's SIMD scans are off, see the top of this file.)
+constexpr size_t text_padding = 1;
 
 /// A mutable, NUL-terminated copy of the input for in-situ parsing: in a
 /// caller's buffer when it fits, else on the heap.
@@ -1756,14 +1756,16 @@ public:
   }
 
   /// Where the content string lay, when the chunk is one
-  /// `sse::chunk_decoder` may memoize: one choice, its content set once by
-  /// a string (whose raw token `raw_string` noted), no tool calls, no
-  /// usage. Offsets are from `base`, the start of the input.
+  /// `sse::chunk_decoder` may memoize: one choice object in the whole
+  /// document (a repeated `choices` member would reset the content set in
+  /// the first), its content set once by a string (whose raw token
+  /// `raw_string` noted), no tool calls, no usage. Offsets are from
+  /// `base`, the start of the input.
   wire::chunk_layout layout(const char* base) const noexcept {
     wire::chunk_layout result;
-    if (content_values_ != 1 || content_begin_ == nullptr ||
-        out_.choices.size() != 1 || !out_.choices[0].tool_calls.empty() ||
-        out_.usage)
+    if (choice_objects_ != 1 || content_values_ != 1 ||
+        content_begin_ == nullptr || out_.choices.size() != 1 ||
+        !out_.choices[0].tool_calls.empty() || out_.usage)
       return result;
     result.memo = true;
     result.content_begin = static_cast<std::size_t>(content_begin_ - base);
@@ -1883,6 +1885,7 @@ public:
       out_.usage.reset();
       return enter(ctx::root);
     case ctx::choices: {
+      ++choice_objects_;
       auto j = choice_count_++;
       if (j < out_.choices.size()) {
         auto& c = out_.choices[j];
@@ -2130,6 +2133,8 @@ private:
   /// How often `content` got a value (string or null), and the raw token
   /// of the last string it got.
   unsigned content_values_ = 0;
+  /// Choice objects begun, in every `choices` member.
+  unsigned choice_objects_ = 0;
   const char* content_begin_ = nullptr;
   const char* content_end_ = nullptr;
 };

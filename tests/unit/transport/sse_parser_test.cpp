@@ -747,6 +747,23 @@ TEST_CASE("chunk_decoder's memo gives the chunks each event gives alone") {
     REQUIRE_FALSE(wire::decode_stream_chunk(d, x, error_payload));
     alone.push_back(std::move(x));
   }
+  // A repeated `choices` member resets the content the first one set: such
+  // a chunk must not become the memo (decoded alone, the next one has no
+  // content either).
+  {
+    auto twice = [](const std::string& content) {
+      return R"({"choices":[{"index":0,"delta":{"content":)" + content +
+             R"(}}],"choices":[{"index":0}]})";
+    };
+    chunk_decoder dec;
+    std::vector<completion_chunk> out;
+    REQUIRE_FALSE(dec.feed(
+        format_data(twice(R"("a")")) + format_data(twice(R"("b")")), out));
+    REQUIRE(out.size() == 2);
+    CHECK(dec.memo_hits() == 0);
+    CHECK(out[0].choices.at(0).content.empty());
+    CHECK(out[1].choices.at(0).content.empty());
+  }
   // Bad bytes in a copied position still fail as when parsed.
   for (auto bad : {std::string{"\"a\x01\""}, std::string{"\"a\xFF\""}}) {
     chunk_decoder dec;
