@@ -58,7 +58,8 @@ failure load_history(std::string_view json,
 
 namespace {
 
-/// An ask waiting for the one before it.
+/// An ask of a session: running (the first while the session is busy) or
+/// waiting for the ones before it.
 struct queued_ask {
   /// The ask's id, fixed when it is queued (subscribers match on it).
   uint64_t id;
@@ -68,27 +69,42 @@ struct queued_ask {
 };
 
 struct session_state {
+  explicit session_state(caf::local_actor* owner) : self(owner) {
+    // nop
+  }
+
+  caf::local_actor* self;
   /// A copy of the handle (`for_actor`): it shares the runtime and the
   /// settings (no copy of `model_config` per session).
   std::optional<chat_model> model;
   session_config cfg;
   std::vector<chat_message> history;
-  /// A list: unlike std::deque, an empty one allocates nothing, and most
-  /// sessions sit idle.
+  /// Asks in order; while `busy`, the first one runs. A list: unlike
+  /// std::deque, an empty one allocates nothing, and most sessions sit idle.
   std::list<queued_ask> queue;
   bool busy = false;
   /// History length before the running ask's input was appended (to roll
   /// back when the ask fails).
   std::size_t rollback = 0;
 
-  /// Asks still queued when the session ends get `cancelled`. Runs on exit,
-  /// on the actor's own thread.
+  /// Runs on exit, on the actor's own thread: every ask gets `cancelled`
+  /// (the running one is also cancelled at the dispatcher), and the monitor
+  /// on the dispatcher goes, so sessions that come and go leave nothing
+  /// behind in it.
   ~session_state() {
     auto err = make_error(errc::cancelled, "the session ended");
+    if (!model) return;
+    auto dispatcher = model->dispatcher();
     for (auto& q : queue) {
-      if (q.subscriber) caf::anon_send(q.subscriber, stream_failed{q.id, err});
+      if (busy && &q == &queue.front()) {
+        // Its request actor tells the subscriber.
+        caf::anon_send(dispatcher, cancel_atom::value, q.id);
+      } else if (q.subscriber) {
+        caf::anon_send(q.subscriber, stream_failed{q.id, err});
+      }
       q.rp.deliver(err);
     }
+    self->demonitor(dispatcher.address());
   }
 
   static inline const char* name = "maritaca.session";
@@ -103,16 +119,29 @@ void reset_history(session_self* self) {
     st.history.push_back(chat_message::system(st.cfg.system_prompt));
 }
 
-/// Starts the next queued ask unless one is running.
+void next_ask(session_self* self);
+
+/// Answers the running ask and starts the next one.
+template <class T>
+void finish_ask(session_self* self, T&& answer) {
+  auto& st = self->state;
+  auto rp = std::move(st.queue.front().rp);
+  st.queue.pop_front();
+  st.busy = false;
+  rp.deliver(std::forward<T>(answer));
+  next_ask(self);
+}
+
+/// Starts the first queued ask unless one is running.
 void next_ask(session_self* self) {
   auto& st = self->state;
   if (st.busy || st.queue.empty()) return;
   st.busy = true;
-  auto job = std::move(st.queue.front());
-  st.queue.pop_front();
+  auto& job = st.queue.front();
   st.rollback = st.history.size();
   for (auto& m : job.in.messages)
     st.history.push_back(std::move(m));
+  job.in = input{};
   trim_history(st.history, st.cfg.max_history_tokens);
   std::vector<caf::actor> subs;
   if (job.subscriber) subs.push_back(job.subscriber);
@@ -120,25 +149,20 @@ void next_ask(session_self* self) {
   x.id = job.id;
   // The session's asks share one fairness lane.
   x.lane = self->id() | (uint64_t{1} << 62);
-  auto rp = job.rp;
   self->request(st.model->dispatcher(), st.model->config().ask_timeout,
                 ask_atom::value, std::move(x))
       .then(
-          [=](ai_message& msg) mutable {
+          [=](ai_message& msg) {
             auto& st = self->state;
             st.history.push_back(msg.message);
-            st.busy = false;
-            rp.deliver(std::move(msg));
-            next_ask(self);
+            finish_ask(self, std::move(msg));
           },
-          [=](caf::error& err) mutable {
+          [=](caf::error& err) {
             // A failed ask leaves no trace: the question is taken back so a
             // retry does not send it twice.
             auto& st = self->state;
             if (st.history.size() > st.rollback) st.history.resize(st.rollback);
-            st.busy = false;
-            rp.deliver(std::move(err));
-            next_ask(self);
+            finish_ask(self, std::move(err));
           });
 }
 
@@ -157,6 +181,14 @@ session_actor::behavior_type session_impl(session_self* self, chat_model model,
   st.model.emplace(std::move(model));
   st.cfg = std::move(cfg);
   reset_history(self);
+  // A session lives no longer than its model's dispatcher: when the model
+  // shuts down (its caller's last handle goes), the session ends too rather
+  // than keep the actor system waiting for it.
+  self->monitor(st.model->dispatcher());
+  self->set_down_handler([=](caf::down_msg& msg) {
+    if (msg.source == self->state.model->dispatcher().address())
+      self->quit(msg.reason);
+  });
   return {
       [=](ask_atom, input& in) { return enqueue(self, in, caf::actor{}); },
       [=](stream_atom, input& in, caf::actor& subscriber) {

@@ -136,6 +136,19 @@ std::size_t thread_count() {
   return n;
 }
 
+/// Threads of this process once the kernel has reaped the ones that ended.
+/// pthread_join returns when a thread clears its tid, a moment before the
+/// kernel removes the task from /proc/self/task; a thread still running
+/// after a few seconds is a real leak.
+std::size_t settled_thread_count(std::size_t expected) {
+  auto n = thread_count();
+  for (int i = 0; i < 100 && n != expected; ++i) {
+    std::this_thread::sleep_for(20ms);
+    n = thread_count();
+  }
+  return n;
+}
+
 } // namespace
 
 TEST_CASE("the caller's last model handle ends its own system, not a "
@@ -168,5 +181,30 @@ TEST_CASE("the caller's last model handle ends its own system, not a "
   // the system would be destroyed on one of its own worker threads, which
   // waits for itself.)
   model.reset();
-  CHECK(thread_count() == baseline);
+  CHECK(settled_thread_count(baseline) == baseline);
+}
+
+TEST_CASE("a session ends with its model and answers every ask") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{
+      ts.sys, test::with_header(sim_config(sim), "x-sim-fault", "stall-first")};
+  auto s = spawn_session(model);
+  caf::scoped_actor self{ts.sys};
+  self->monitor(s);
+  // The first ask stalls at the server; the second waits behind it.
+  auto first = self->request(s, 30s, ask_atom::value, input{"Hello?"});
+  auto second = self->request(s, 30s, ask_atom::value, input{"And then?"});
+  std::this_thread::sleep_for(200ms);
+  model.shutdown();
+  for (auto* h : {&first, &second})
+    h->receive(
+        [&](ai_message&) { FAIL("an ask succeeded after shutdown"); },
+        [&](caf::error& err) { CHECK(code_of(err) == errc::cancelled); });
+  // The session does not linger (it would keep the system's destructor
+  // waiting until its own request timeout fired).
+  bool ended = false;
+  self->receive([&](caf::down_msg& msg) { ended = msg.source == s.address(); },
+                caf::after(10s) >> [] {});
+  CHECK(ended);
 }
