@@ -67,9 +67,10 @@ options:
   --chunks K                (stream) send `x-sim-chunks: K`
   --ca-file F               extra trusted CA certificates (PEM)
   --count N                 (sessions) sessions to spawn (default 100000)
-  --scheduler-threads T     CAF scheduler threads (default: CAF's)
-  --scheduler-policy P      CAF scheduler: stealing (CAF's default) or
-                            sharing
+  --scheduler-threads T     CAF scheduler threads (default: the model's
+                            own system, model_config::scheduler_threads)
+  --scheduler-policy P      a system of the bench's own with CAF's
+                            scheduler P: stealing (CAF's default) or sharing
   --relaxed-sleep-us U      work stealing: idle workers sleep U us (CAF's
                             defaults: 50 us moderate, 10 ms relaxed)
   --io-threads T            HTTP client I/O threads (default 1)
@@ -157,7 +158,8 @@ options parse(int argc, char** argv) {
 }
 
 /// The model of a run. By default it is what `chat_model{cfg}` gives users:
-/// a model with its own actor system (the library's defaults). Scheduler
+/// a model with its own actor system (the library's defaults;
+/// `--scheduler-threads` sets its `scheduler_threads`). The other scheduler
 /// flags make a system of ours instead (CAF's system keeps a reference to
 /// its configuration: both live here).
 struct runtime {
@@ -166,8 +168,8 @@ struct runtime {
   std::optional<maritaca::chat_model> model;
 
   runtime(const options& o, maritaca::model_config cfg) {
-    if (o.scheduler_threads == 0 && o.scheduler_policy.empty() &&
-        !o.relaxed_sleep_us) {
+    if (o.scheduler_policy.empty() && !o.relaxed_sleep_us) {
+      if (o.scheduler_threads > 0) cfg.scheduler_threads = o.scheduler_threads;
       model.emplace(std::move(cfg));
       return;
     }

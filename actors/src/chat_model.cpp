@@ -107,11 +107,14 @@ chat_model::chat_model(model_config cfg)
   // idle workers poll and then sleep 50 us to 10 ms, so each hand-off from
   // an I/O thread waits for a wake-up and the polling competes with the I/O
   // threads for cores. Workers sharing one queue block on a condition
-  // variable and wake as a message arrives; one per core is enough.
+  // variable and wake as a message arrives. The actors of an ask (caller,
+  // dispatcher, request, transport, subscriber) hand messages to each other:
+  // on one worker that is a queue push; across workers, a futex wake-up
+  // and a context switch each (docs/performance.md).
   own_cfg.set("scheduler.policy", caf::atom("sharing"));
-  own_cfg.set("scheduler.max-threads",
-              static_cast<std::size_t>(
-                  std::max(1u, std::thread::hardware_concurrency())));
+  auto threads = config_->scheduler_threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  own_cfg.set("scheduler.max-threads", threads);
   if (config_->limits.cluster.enabled()) configure_cluster(own_cfg);
   owner_->sys = std::make_unique<caf::actor_system>(own_cfg);
   rt_->sys = owner_->sys.get();

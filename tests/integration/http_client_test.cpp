@@ -514,7 +514,10 @@ TEST_CASE("many exchanges on several I/O threads") {
   }
   CHECK(dones + cancelled == 24);
   CHECK(dones >= 20);
-  CHECK(sim_stat(sim, "max_in_flight") <= 4);
+  // The client closes a cancelled exchange's connection at once; the sim
+  // counts that exchange until its next write fails, so each cancel may
+  // overlap one exchange on a new connection.
+  CHECK(sim_stat(sim, "max_in_flight") <= 4 + cancelled);
   CHECK(eventually([&] { return client.stats().active == 0; }));
   CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
 }

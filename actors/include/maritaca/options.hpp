@@ -139,6 +139,12 @@ struct model_config {
   bool verify_peer = true;
   /// I/O threads of the HTTP client.
   std::size_t io_threads = 1;
+  /// Scheduler threads of the actor system a model makes for itself (the
+  /// `chat_model(model_config)` constructor; a model on the caller's system
+  /// uses that system's). 0: one per core. One is the default: the model's
+  /// actors only pass messages between the caller and the I/O threads, and
+  /// one worker runs a whole chain of them without waking another thread.
+  std::size_t scheduler_threads = 1;
   /// HTTP proxy, `http://[user:password@]host[:port]` (env `HTTPS_PROXY`
   /// in `from_env`); empty: direct. Connections are tunneled with
   /// `CONNECT`, so TLS stays end to end (see transport::client_config).
