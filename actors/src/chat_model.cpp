@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <unordered_set>
 
 namespace maritaca {
 
@@ -33,6 +35,9 @@ struct chat_model::runtime {
   caf::actor limiter;
   uint16_t cluster_port = 0;
   std::atomic<bool> down{false};
+  /// Actors that end with the runtime (`chat_model::bind`).
+  std::mutex bound_mtx;
+  std::unordered_set<caf::actor_addr> bound;
 
   void start(const model_config& cfg) {
     transport::client_config cc;
@@ -69,10 +74,33 @@ struct chat_model::runtime {
   }
 
   void stop() {
-    if (down.exchange(true)) return;
+    std::unordered_set<caf::actor_addr> xs;
+    {
+      std::lock_guard<std::mutex> guard{bound_mtx};
+      if (down.exchange(true)) return;
+      xs.swap(bound);
+    }
     caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
     if (limiter) caf::anon_send_exit(limiter, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(wire, caf::exit_reason::user_shutdown);
+    for (auto& x : xs)
+      caf::anon_send_exit(x, caf::exit_reason::user_shutdown);
+  }
+
+  void bind(const caf::actor_addr& who) {
+    {
+      std::lock_guard<std::mutex> guard{bound_mtx};
+      if (!down) {
+        bound.insert(who);
+        return;
+      }
+    }
+    caf::anon_send_exit(who, caf::exit_reason::user_shutdown);
+  }
+
+  void unbind(const caf::actor_addr& who) {
+    std::lock_guard<std::mutex> guard{bound_mtx};
+    bound.erase(who);
   }
 
   ~runtime() { stop(); }
@@ -177,6 +205,14 @@ uint16_t chat_model::cluster_port() const noexcept {
 
 void chat_model::shutdown() const {
   rt_->stop();
+}
+
+void chat_model::bind(const caf::actor_addr& who) const {
+  rt_->bind(who);
+}
+
+void chat_model::unbind(const caf::actor_addr& who) const {
+  rt_->unbind(who);
 }
 
 // -- building blocks

@@ -88,9 +88,8 @@ struct session_state {
   std::size_t rollback = 0;
 
   /// Runs on exit, on the actor's own thread: every ask gets `cancelled`
-  /// (the running one is also cancelled at the dispatcher), and the monitor
-  /// on the dispatcher goes, so sessions that come and go leave nothing
-  /// behind in it.
+  /// (the running one is also cancelled at the dispatcher), and the model
+  /// forgets the session.
   ~session_state() {
     auto err = make_error(errc::cancelled, "the session ended");
     if (!model) return;
@@ -104,7 +103,7 @@ struct session_state {
       }
       q.rp.deliver(err);
     }
-    self->demonitor(dispatcher.address());
+    model->unbind(self->address());
   }
 
   static inline const char* name = "maritaca.session";
@@ -181,14 +180,11 @@ session_actor::behavior_type session_impl(session_self* self, chat_model model,
   st.model.emplace(std::move(model));
   st.cfg = std::move(cfg);
   reset_history(self);
-  // A session lives no longer than its model's dispatcher: when the model
-  // shuts down (its caller's last handle goes), the session ends too rather
-  // than keep the actor system waiting for it.
-  self->monitor(st.model->dispatcher());
-  self->set_down_handler([=](caf::down_msg& msg) {
-    if (msg.source == self->state.model->dispatcher().address())
-      self->quit(msg.reason);
-  });
+  // A session lives no longer than its model: when the model shuts down
+  // (its caller's last handle goes), the session ends too rather than keep
+  // the actor system waiting for it (CAF's clock holds an actor until its
+  // request timeouts fire, answered or not).
+  st.model->bind(self->address());
   return {
       [=](ask_atom, input& in) { return enqueue(self, in, caf::actor{}); },
       [=](stream_atom, input& in, caf::actor& subscriber) {

@@ -348,3 +348,31 @@ TEST_CASE("a model asks and streams through an HTTP proxy") {
   CHECK(f.code == errc::connect_failed);
   CHECK(f.message.find("pw") == std::string::npos);
 }
+
+TEST_CASE("actors bound to a model end when it shuts down") {
+  test::test_system ts;
+  model_config cfg;
+  cfg.base_url = "http://127.0.0.1:1/api"; // never contacted
+  chat_model model{ts.sys, cfg};
+  auto idle = [] { return caf::behavior{[](int) {}}; };
+  auto bound = ts.sys.spawn(idle);
+  auto released = ts.sys.spawn(idle);
+  caf::scoped_actor self{ts.sys};
+  self->monitor(bound);
+  self->monitor(released);
+  model.bind(bound.address());
+  model.bind(released.address());
+  model.unbind(released.address());
+  model.shutdown();
+  auto next_down = [&]() -> caf::actor_addr {
+    caf::actor_addr who;
+    self->receive([&](caf::down_msg& msg) { who = msg.source; },
+                  caf::after(300ms) >> [] {});
+    return who;
+  };
+  CHECK(next_down() == bound.address());
+  CHECK(next_down() == caf::actor_addr{}); // `released` lives on
+  // After shutdown, binding ends the actor at once.
+  model.bind(released.address());
+  CHECK(next_down() == released.address());
+}

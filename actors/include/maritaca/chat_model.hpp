@@ -159,6 +159,16 @@ public:
   /// such a handle only inside actors of `system()`.
   chat_model for_actor() const;
 
+  /// Registers an actor of `system()` that must not outlive the model: when
+  /// the runtime shuts down (`shutdown()`, or the caller's last handle of a
+  /// model that made its own system) it gets an exit message
+  /// (`user_shutdown`), at once if the runtime is already down. Sessions
+  /// register themselves. An actor that ends first calls `unbind`.
+  void bind(const caf::actor_addr& who) const;
+
+  /// Undoes `bind` (nothing if `who` is not registered).
+  void unbind(const caf::actor_addr& who) const;
+
 private:
   struct runtime;
   struct owner;
