@@ -278,9 +278,11 @@ caf::actor spawn_chain_run(const chain& c, variables vars,
                            caf::actor subscriber, uint64_t run_id,
                            bool report_output) {
   if (run_id == 0) run_id = next_request_id();
-  return c.models().front().system().spawn(run_impl, c, std::move(vars),
-                                           std::move(subscriber), run_id,
-                                           report_output);
+  // The run may outlive the caller's handles: it must not own the models'
+  // actor system.
+  return c.models().front().system().spawn(
+      run_impl, c.for_actor(), std::move(vars), std::move(subscriber), run_id,
+      report_output);
 }
 
 } // namespace
@@ -473,9 +475,7 @@ std::future<chain::result_type> chain::ainvoke(variables vars) const {
   // Arguments rather than captures: CAF 0.17 dereferences a null argument
   // tuple for argument-less spawns (UBSan flags it). The actor's copy must
   // not own the models' actor system (see `chat_model::for_actor`).
-  auto copy = *this;
-  for (auto& m : copy.models_)
-    m = m.for_actor();
+  auto copy = for_actor();
   models_.front().system().spawn(
       [](caf::event_based_actor* self, decltype(prom) prom, chain copy,
          variables vars) {
@@ -486,6 +486,13 @@ std::future<chain::result_type> chain::ainvoke(variables vars) const {
       },
       prom, std::move(copy), std::move(vars));
   return fut;
+}
+
+chain chain::for_actor() const {
+  auto result = *this;
+  for (auto& m : result.models_)
+    m = m.for_actor();
+  return result;
 }
 
 std::vector<chain::result_type>
@@ -626,7 +633,11 @@ parallel_chain::ainvoke(variables vars) const {
     return fut;
   }
   auto& sys = branches_.begin()->second.models().front().system();
-  // Arguments rather than captures: see `chain::ainvoke`.
+  // Arguments rather than captures, and a copy that does not own the
+  // models' actor system: see `chain::ainvoke`.
+  std::map<std::string, chain> branches;
+  for (auto& [name, branch] : branches_)
+    branches.emplace(name, branch.for_actor());
   sys.spawn(
       [](caf::event_based_actor* self, decltype(prom) prom, parallel_chain copy,
          variables vars) {
@@ -634,7 +645,7 @@ parallel_chain::ainvoke(variables vars) const {
           prom->set_value(std::move(rs));
         });
       },
-      prom, *this, std::move(vars));
+      prom, parallel_chain{std::move(branches)}, std::move(vars));
   return fut;
 }
 

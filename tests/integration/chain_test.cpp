@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <thread>
 
 using namespace maritaca;
 using namespace std::chrono_literals;
@@ -137,6 +138,35 @@ TEST_CASE("parallel branches run on the same variables at once") {
     REQUIRE(r);
     CHECK(r->model_index == 1);
     CHECK(r->text.find("Brasília") != std::string::npos);
+  }
+}
+
+TEST_CASE("runs do not keep a model's own actor system alive") {
+  test::sim_process sim;
+  std::future<chain::result_type> single;
+  std::future<parallel_chain::result_type> both;
+  {
+    // The model makes its own system; its asks stall at the server.
+    chat_model model{faulty(sim, "stall-first")};
+    auto c = capital_prompt() | model;
+    single = c.ainvoke({{"country", "Chile"}});
+    both = parallel({{"a", c}, {"b", c}}).ainvoke({{"country", "Peru"}});
+    std::this_thread::sleep_for(200ms);
+    // The caller's last handles go here: the system shuts down on this
+    // thread and the runs end as cancelled (were a run the last owner, the
+    // system would be destroyed on its own worker, which waits for itself).
+  }
+  REQUIRE(single.wait_for(10s) == std::future_status::ready);
+  auto r = single.get();
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::cancelled);
+  REQUIRE(both.wait_for(10s) == std::future_status::ready);
+  auto rs = both.get();
+  REQUIRE(rs.size() == 2);
+  for (auto& [name, x] : rs) {
+    INFO(name);
+    REQUIRE_FALSE(x);
+    CHECK(code_of(x.error()) == errc::cancelled);
   }
 }
 

@@ -258,6 +258,10 @@ public:
   /// Retries per model.
   uint32_t retries() const noexcept { return retries_; }
 
+  /// Returns this chain with handles of its models that do not own their
+  /// actor system, for an actor to keep (see `chat_model::for_actor`).
+  chain for_actor() const;
+
   /// The first retry's wait.
   std::chrono::milliseconds backoff() const noexcept { return backoff_; }
 
