@@ -10,11 +10,11 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 namespace maritaca {
 
@@ -34,9 +34,10 @@ struct chat_model::runtime {
   /// The published cluster limiter (`limits.cluster.listen`), if any.
   caf::actor limiter;
   uint16_t cluster_port = 0;
-  std::atomic<bool> down{false};
+  /// Guards `down` and `bound`.
+  std::mutex mtx;
+  bool down = false;
   /// Actors that end with the runtime (`chat_model::bind`).
-  std::mutex bound_mtx;
   std::unordered_set<caf::actor_addr> bound;
 
   void start(const model_config& cfg) {
@@ -76,8 +77,8 @@ struct chat_model::runtime {
   void stop() {
     std::unordered_set<caf::actor_addr> xs;
     {
-      std::lock_guard<std::mutex> guard{bound_mtx};
-      if (down.exchange(true)) return;
+      std::lock_guard<std::mutex> guard{mtx};
+      if (std::exchange(down, true)) return;
       xs.swap(bound);
     }
     caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
@@ -89,7 +90,7 @@ struct chat_model::runtime {
 
   void bind(const caf::actor_addr& who) {
     {
-      std::lock_guard<std::mutex> guard{bound_mtx};
+      std::lock_guard<std::mutex> guard{mtx};
       if (!down) {
         bound.insert(who);
         return;
@@ -99,7 +100,7 @@ struct chat_model::runtime {
   }
 
   void unbind(const caf::actor_addr& who) {
-    std::lock_guard<std::mutex> guard{bound_mtx};
+    std::lock_guard<std::mutex> guard{mtx};
     bound.erase(who);
   }
 
