@@ -159,7 +159,7 @@ void ask_model(run_self* self) {
   if (st.steps > 0 && !cfg.keep_choice) choice.reset();
   auto model = bind_tools(spec.model(), spec.tools(), choice);
   auto x = model.make_ask(input{st.messages});
-  self->request(model.dispatcher(), model.config().ask_timeout, ask_atom::value,
+  self->request(model.dispatcher(), caf::infinite, ask_atom::value,
                 std::move(x))
       .then([=](ai_message& msg) { on_answer(self, msg); },
             [=](caf::error& err) { finish(self, std::move(err)); });

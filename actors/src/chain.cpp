@@ -189,7 +189,7 @@ void attempt(run_self* self) {
   ++st.attempts;
   ++st.model_attempts;
   auto id = x.id;
-  self->request(model.dispatcher(), model.config().ask_timeout, ask_atom::value,
+  self->request(model.dispatcher(), caf::infinite, ask_atom::value,
                 std::move(x))
       .then(
           [=](ai_message& msg) {

@@ -242,6 +242,7 @@ ask chat_model::make_ask(input in, std::vector<caf::actor> subscribers) const {
   x.options.timeouts = config_->timeouts;
   x.options.retry = config_->retry;
   x.options.stream_window = config_->stream_window;
+  x.options.timeout = config_->ask_timeout;
   x.options.headers = config_->extra_headers;
   x.subscribers = std::move(subscribers);
   x.body.stream = !x.subscribers.empty();
@@ -254,7 +255,7 @@ ask chat_model::make_ask(input in, std::vector<caf::actor> subscribers) const {
 chat_model::result_type chat_model::invoke(input in) const {
   caf::scoped_actor self{system()};
   result_type result{make_error(errc::cancelled, "no answer")};
-  self->request(dispatcher(), config_->ask_timeout, ask_atom::value,
+  self->request(dispatcher(), caf::infinite, ask_atom::value,
                 make_ask(std::move(in)))
       .receive([&](ai_message& msg) { result = std::move(msg); },
                [&](caf::error& err) { result = std::move(err); });
@@ -268,12 +269,12 @@ chat_model::batch(std::vector<input> ins) const {
   // dispatcher's limit decides how many run.
   std::vector<result_type> results;
   results.reserve(ins.size());
-  std::vector<decltype(self->request(dispatcher(), config_->ask_timeout,
+  std::vector<decltype(self->request(dispatcher(), caf::infinite,
                                      ask_atom::value, std::declval<ask>()))>
       pending;
   pending.reserve(ins.size());
   for (auto& in : ins)
-    pending.push_back(self->request(dispatcher(), config_->ask_timeout,
+    pending.push_back(self->request(dispatcher(), caf::infinite,
                                     ask_atom::value, make_ask(std::move(in))));
   for (auto& h : pending) {
     result_type r{make_error(errc::cancelled, "no answer")};
@@ -305,14 +306,14 @@ std::future<chat_model::result_type> chat_model::ainvoke(input in) const {
   auto prom = std::make_shared<std::promise<result_type>>();
   auto fut = prom->get_future();
   auto disp = dispatcher();
-  auto timeout = config_->ask_timeout;
   // A small actor per future: it asks, then fulfils the promise and ends.
-  system().spawn([prom, disp, timeout,
-                  x = make_ask(std::move(in))](caf::event_based_actor* self) {
-    self->request(disp, timeout, ask_atom::value, x)
-        .then([prom](ai_message& msg) { prom->set_value(std::move(msg)); },
-              [prom](caf::error& err) { prom->set_value(std::move(err)); });
-  });
+  // (The ask's deadline is the dispatcher's: see ask_options::timeout.)
+  system().spawn(
+      [prom, disp, x = make_ask(std::move(in))](caf::event_based_actor* self) {
+        self->request(disp, caf::infinite, ask_atom::value, x)
+            .then([prom](ai_message& msg) { prom->set_value(std::move(msg)); },
+                  [prom](caf::error& err) { prom->set_value(std::move(err)); });
+      });
   return fut;
 }
 
@@ -337,7 +338,7 @@ void chat_model::abatch(caf::event_based_actor* self, std::vector<input> ins,
     if (--c->missing == 0) c->done(std::move(c->results));
   };
   for (std::size_t i = 0; i < n; ++i)
-    self->request(dispatcher(), config_->ask_timeout, ask_atom::value,
+    self->request(dispatcher(), caf::infinite, ask_atom::value,
                   make_ask(std::move(ins[i])))
         .then([=](ai_message& msg) { finish_one(i, std::move(msg)); },
               [=](caf::error& err) { finish_one(i, std::move(err)); });

@@ -29,15 +29,24 @@ using clock_type = std::chrono::steady_clock;
 
 using detail::bucket;
 
+/// No deadline.
+constexpr auto never = clock_type::time_point::max();
+
 /// An ask waiting for a slot.
 struct pending {
   maritaca::ask ask;
   caf::typed_response_promise<ai_message> rp;
+  /// End of the whole ask (`ask_options::timeout`).
+  clock_type::time_point deadline = never;
+  /// End of its wait in the queue (`limits::max_queue_wait`).
+  clock_type::time_point queue_deadline = never;
 };
 
 /// A running request actor.
 struct running {
   caf::actor worker;
+  /// End of the whole ask; `never` once the worker was told that it passed.
+  clock_type::time_point deadline = never;
   /// Tokens taken from the token bucket at admission.
   double estimate = 0;
   /// The cluster lease it holds (0: none).
@@ -100,6 +109,10 @@ struct dispatcher_state {
   bucket requests;
   bucket tokens;
   bool tick_scheduled = false;
+  /// When the armed deadline sweep fires (`never`: none armed) and the
+  /// generation of that timer (older timers are ignored).
+  clock_type::time_point sweep_at = never;
+  uint64_t sweep_generation = 0;
   dispatcher_stats stats;
   cluster_link cluster;
 
@@ -111,11 +124,15 @@ struct dispatcher_state {
       caf::anon_send_exit(r.worker, caf::exit_reason::user_shutdown);
     auto err = make_error(errc::cancelled, "the dispatcher shut down");
     for (auto& [lane, q] : lanes)
-      for (auto& p : q) {
-        for (auto& s : p.ask.subscribers)
-          caf::anon_send(s, stream_failed{p.ask.id, err});
-        p.rp.deliver(err);
-      }
+      for (auto& p : q)
+        fail_pending(p, err);
+  }
+
+  /// Ends the queued ask `p` with `err` (its subscribers too).
+  static void fail_pending(pending& p, const caf::error& err) {
+    for (auto& s : p.ask.subscribers)
+      caf::anon_send(s, stream_failed{p.ask.id, err});
+    p.rp.deliver(err);
   }
 
   static inline const char* name = "maritaca.dispatcher";
@@ -157,7 +174,7 @@ void admit(dispatcher_self* self, pending&& p, double estimate,
   // and a request actor that fails takes nothing else down. When the
   // dispatcher goes, its state's destructor stops the running ones.
   self->monitor(worker);
-  st.active.emplace(id, running{worker, estimate, lease, false});
+  st.active.emplace(id, running{worker, p.deadline, estimate, lease, false});
   st.by_worker.emplace(worker.address(), id);
   ++st.stats.admitted;
   st.stats.in_flight = st.active.size();
@@ -320,6 +337,20 @@ void join(dispatcher_self* self) {
           });
 }
 
+/// Returns whether an ask of `estimate` tokens may start now without a
+/// cluster lease, and takes its budget if so.
+bool admissible(dispatcher_self* self, double estimate) {
+  auto& st = self->state;
+  if (st.cluster.status != cluster_status::none ||
+      st.active.size() >= capacity(self) ||
+      st.requests.wait_for(1).count() > 0 ||
+      st.tokens.wait_for(estimate).count() > 0)
+    return false;
+  st.requests.take(1);
+  st.tokens.take(estimate);
+  return true;
+}
+
 /// Admits queued asks while slots, the rate budget and (joined) leases
 /// allow.
 void pump(dispatcher_self* self) {
@@ -396,10 +427,7 @@ bool drop_queued(dispatcher_self* self, uint64_t id, failure why) {
   auto j =
       std::find_if(q.begin(), q.end(), [&](auto& p) { return p.ask.id == id; });
   if (j == q.end()) return false;
-  auto err = make_error(std::move(why));
-  for (auto& s : j->ask.subscribers)
-    caf::anon_send(s, stream_failed{id, err});
-  j->rp.deliver(err);
+  dispatcher_state::fail_pending(*j, make_error(std::move(why)));
   q.erase(j);
   --st.queued;
   st.stats.queued = st.queued;
@@ -408,6 +436,69 @@ bool drop_queued(dispatcher_self* self, uint64_t id, failure why) {
     st.ready.erase(std::find(st.ready.begin(), st.ready.end(), lane));
   }
   return true;
+}
+
+/// Makes sure a deadline sweep runs at `when` or earlier. One timer serves
+/// every ask: asks of one model share their timeout, so a new ask's deadline
+/// is rarely earlier than the armed one and arms nothing (CAF 0.17's clock
+/// wakes its thread for every timeout set).
+void arm_sweep(dispatcher_self* self, clock_type::time_point when) {
+  auto& st = self->state;
+  if (when == never || when >= st.sweep_at) return;
+  st.sweep_at = when;
+  auto wait = std::chrono::duration_cast<std::chrono::microseconds>(
+      when - clock_type::now());
+  self->delayed_send(self, std::max(wait, std::chrono::microseconds{0}),
+                     expire_atom::value, ++st.sweep_generation);
+}
+
+/// Ends every ask whose deadline passed: queued ones here, running ones
+/// through their request actor (which aborts the exchange). Then arms the
+/// sweep for the earliest deadline left.
+void sweep(dispatcher_self* self) {
+  auto& st = self->state;
+  st.sweep_at = never;
+  auto now = clock_type::now();
+  auto next = never;
+  for (auto& [id, r] : st.active) {
+    if (r.deadline <= now) {
+      r.deadline = never;
+      ++st.stats.timed_out;
+      caf::anon_send(r.worker, expire_atom::value, id);
+    } else {
+      next = std::min(next, r.deadline);
+    }
+  }
+  for (auto lane = st.lanes.begin(); lane != st.lanes.end();) {
+    auto& q = lane->second;
+    auto expired = [&](pending& p) {
+      failure why;
+      if (p.deadline <= now)
+        why = make_timeout(deadline::total, "the ask did not end within its "
+                                            "timeout (ask_timeout)");
+      else if (p.queue_deadline <= now)
+        why = make_timeout(deadline::queue,
+                           "no slot became free within the queue bound");
+      else
+        return false;
+      ++st.stats.timed_out;
+      st.queued_lane.erase(p.ask.id);
+      dispatcher_state::fail_pending(p, make_error(std::move(why)));
+      return true;
+    };
+    q.erase(std::remove_if(q.begin(), q.end(), expired), q.end());
+    for (auto& p : q)
+      next = std::min({next, p.deadline, p.queue_deadline});
+    if (q.empty()) {
+      st.ready.erase(std::find(st.ready.begin(), st.ready.end(), lane->first));
+      lane = st.lanes.erase(lane);
+    } else {
+      ++lane;
+    }
+  }
+  st.queued = st.queued_lane.size();
+  st.stats.queued = st.queued;
+  arm_sweep(self, next);
 }
 
 } // namespace
@@ -473,16 +564,28 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
             rp.deliver(err);
             return rp;
           }
+          pending p{std::move(x), rp};
+          auto now = clock_type::now();
+          if (p.ask.options.timeout.count() > 0)
+            p.deadline = now + p.ask.options.timeout;
+          // Nobody waiting and a slot free: straight on (no lane queue).
+          if (st.ready.empty()) {
+            auto estimate = estimate_tokens(p.ask);
+            if (admissible(self, estimate)) {
+              arm_sweep(self, p.deadline);
+              admit(self, std::move(p), estimate, 0);
+              return rp;
+            }
+          }
+          if (st.admission.max_queue_wait.count() > 0)
+            p.queue_deadline = now + st.admission.max_queue_wait;
+          arm_sweep(self, std::min(p.deadline, p.queue_deadline));
           auto& q = st.lanes[lane];
           if (q.empty()) st.ready.push_back(lane);
-          auto id = x.id;
-          st.queued_lane.emplace(id, lane);
-          q.push_back(pending{std::move(x), rp});
+          st.queued_lane.emplace(p.ask.id, lane);
+          q.push_back(std::move(p));
           ++st.queued;
           st.stats.queued = st.queued;
-          if (st.admission.max_queue_wait.count() > 0)
-            self->delayed_send(self, st.admission.max_queue_wait,
-                               expire_atom::value, id);
           pump(self);
           return rp;
         },
@@ -535,11 +638,8 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           i->second.estimate = static_cast<double>(used);
           i->second.settled = true;
         },
-        [=](expire_atom, uint64_t id) {
-          drop_queued(self, id,
-                      make_timeout(deadline::queue,
-                                   "no slot became free within the queue "
-                                   "bound"));
+        [=](expire_atom, uint64_t generation) {
+          if (generation == self->state.sweep_generation) sweep(self);
         },
         [=](tick_atom) {
           self->state.tick_scheduled = false;

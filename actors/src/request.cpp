@@ -1,5 +1,6 @@
 #include "maritaca/request.hpp"
 
+#include "maritaca/dispatcher.hpp"
 #include "maritaca/error.hpp"
 #include "maritaca/transport/wire.hpp"
 
@@ -286,7 +287,8 @@ void fail(request_self* self, failure what) {
   auto& st = self->state;
   if (st.finished) return;
   st.finished = true;
-  if (st.tag != 0 && what.code == errc::cancelled)
+  // An exchange still running (cancelled, deadline passed): abort it.
+  if (st.tag != 0)
     self->send(st.job.wire, transport::cancel_atom::value, st.tag);
   st.tag = 0;
   settle(self, std::nullopt);
@@ -437,6 +439,10 @@ caf::behavior request_impl(request_self* self, request_job job) {
       },
       [=](cancel_atom, uint64_t) {
         fail(self, make_failure(errc::cancelled, "cancelled by the caller"));
+      },
+      [=](expire_atom, uint64_t) {
+        fail(self, make_timeout(deadline::total, "the ask did not end within "
+                                                 "its timeout (ask_timeout)"));
       },
       [=](tick_atom, uint32_t attempt) {
         auto& st = self->state;

@@ -148,8 +148,8 @@ void next_ask(session_self* self) {
   x.id = job.id;
   // The session's asks share one fairness lane.
   x.lane = self->id() | (uint64_t{1} << 62);
-  self->request(st.model->dispatcher(), st.model->config().ask_timeout,
-                ask_atom::value, std::move(x))
+  self->request(st.model->dispatcher(), caf::infinite, ask_atom::value,
+                std::move(x))
       .then(
           [=](ai_message& msg) {
             auto& st = self->state;

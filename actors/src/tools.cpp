@@ -199,7 +199,7 @@ chat_model::result_type invoke_with_tools(const chat_model& model, input in,
                                           std::optional<tool_choice> choice) {
   caf::scoped_actor self{model.system()};
   chat_model::result_type result{make_error(errc::cancelled, "no answer")};
-  self->request(model.dispatcher(), model.config().ask_timeout, ask_atom::value,
+  self->request(model.dispatcher(), caf::infinite, ask_atom::value,
                 make_tool_ask(model, std::move(in), std::move(tools),
                               std::move(choice)))
       .receive([&](ai_message& msg) { result = std::move(msg); },

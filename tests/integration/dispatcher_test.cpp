@@ -296,3 +296,43 @@ TEST_CASE("an ask waiting longer than max_queue_wait times out (queue)") {
   model.shutdown();
   CHECK(code_of(running.get().error()) == errc::cancelled);
 }
+
+TEST_CASE_METHOD(one_slot,
+                 "asks outliving ask_timeout end with timeout, running or "
+                 "queued, without a request timeout of the caller") {
+  auto cfg = stalled.config();
+  cfg.ask_timeout = 400ms;
+  chat_model short_lived{stalled.with_config(cfg)};
+  // Both asks go without a CAF timeout: only the dispatcher bounds them.
+  auto start = clock_type::now();
+  auto h1 = self->request(model.dispatcher(), caf::infinite, ask_atom::value,
+                          short_lived.make_ask("Hello!"));
+  auto h2 = self->request(model.dispatcher(), caf::infinite, ask_atom::value,
+                          short_lived.make_ask("Hello again!"));
+  failure first;
+  failure second;
+  h1.receive([&](ai_message&) {},
+             [&](caf::error& err) { first = to_failure(err); });
+  h2.receive([&](ai_message&) {},
+             [&](caf::error& err) { second = to_failure(err); });
+  auto took = clock_type::now() - start;
+  CHECK(first.code == errc::timeout);
+  CHECK(first.which == deadline::total);
+  CHECK(second.code == errc::timeout);
+  CHECK(second.which == deadline::total);
+  CHECK(took >= 350ms);
+  CHECK(took < 10s); // not the 60 s first-byte deadline
+  // The running exchange was aborted.
+  auto deadline = clock_type::now() + 5s;
+  while (test::read_stats(sim).in_flight != 0 && clock_type::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  CHECK(test::read_stats(sim).in_flight == 0);
+  auto st = read_stats(ts.sys, model);
+  CHECK(st.timed_out == 2);
+  CHECK(st.in_flight == 0);
+  CHECK(st.queued == 0);
+  // The slot is free again.
+  auto answer = model.invoke("What is 2+2?");
+  REQUIRE(answer);
+  CHECK(answer->content().find('4') != std::string::npos);
+}

@@ -105,7 +105,7 @@ public:
   /// Sends an ask from `self`: `model.ainvoke(self, "Oi").then(...)`.
   template <class Self>
   auto ainvoke(Self* self, input in) const {
-    return self->request(dispatcher(), config_->ask_timeout, ask_atom::value,
+    return self->request(dispatcher(), caf::infinite, ask_atom::value,
                          make_ask(std::move(in)));
   }
 
@@ -113,7 +113,7 @@ public:
   /// aggregated answer is also the response to `self`.
   template <class Self>
   auto astream(Self* self, caf::actor subscriber, input in) const {
-    return self->request(dispatcher(), config_->ask_timeout, ask_atom::value,
+    return self->request(dispatcher(), caf::infinite, ask_atom::value,
                          make_ask(std::move(in), {std::move(subscriber)}));
   }
 

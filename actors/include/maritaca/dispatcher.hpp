@@ -7,7 +7,9 @@
 /// taking turns -- refuses asks beyond `limits::max_queue` with
 /// `errc::overloaded`, and frees a slot exactly when a request actor ends.
 /// With `limits::cluster` set it also holds a lease from a shared limiter
-/// (see limiter.hpp and docs/cluster.md) for every running ask.
+/// (see limiter.hpp and docs/cluster.md) for every running ask. It also
+/// enforces each ask's deadline (`ask_options::timeout`) with one timer for
+/// all asks, so that callers need no request timeout of their own.
 
 #include "maritaca/limiter.hpp"
 #include "maritaca/messages.hpp"
@@ -24,7 +26,9 @@ namespace maritaca {
 /// Internal: a request actor reports the tokens an ask used.
 using settle_atom = caf::atom_constant<caf::atom("m_settle")>;
 
-/// Internal: an ask's queue deadline passed.
+/// Internal: `(expire_atom, generation)` makes the dispatcher end the asks
+/// whose deadline passed; `(expire_atom, id)` tells a request actor that its
+/// ask's deadline passed.
 using expire_atom = caf::atom_constant<caf::atom("m_expire")>;
 
 /// The dispatcher's interface.

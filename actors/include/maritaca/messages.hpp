@@ -20,6 +20,7 @@
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -167,6 +168,12 @@ struct ask_options {
   uint32_t stream_window = 256;
   /// Extra header fields of this ask's requests (e.g. tracing ids).
   transport::header_list headers;
+  /// Upper bound of the whole ask from its arrival at the dispatcher
+  /// (queueing, every attempt and the waits between them). The dispatcher
+  /// enforces it: the ask then ends with `errc::timeout`, `deadline::total`
+  /// (its exchange aborted). 0: no bound; the caller's own request timeout
+  /// must then bound the wait. `chat_model` sets `model_config::ask_timeout`.
+  std::chrono::milliseconds timeout{0};
 };
 
 /// One ask, as the dispatcher receives it.
@@ -228,6 +235,9 @@ struct dispatcher_stats {
   uint64_t rejected = 0;
   /// Asks cancelled (queued or running).
   uint64_t cancelled = 0;
+  /// Asks ended by their deadline (`ask_options::timeout` or
+  /// `limits::max_queue_wait`).
+  uint64_t timed_out = 0;
   /// Cluster admission state.
   cluster_status cluster = cluster_status::none;
   /// Leases held from the cluster limiter now.
