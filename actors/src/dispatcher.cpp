@@ -104,8 +104,11 @@ struct dispatcher_state {
   std::size_t queued = 0;
   /// Running ask id -> its request actor.
   std::unordered_map<uint64_t, running> active;
-  /// Request actor address -> ask id (for down messages).
+  /// Every request actor of this dispatcher -> the id of the ask it runs
+  /// (0: idle). Monitored: a down message frees a slot whose actor died.
   std::unordered_map<caf::actor_addr, uint64_t> by_worker;
+  /// Request actors waiting for their next ask (at most max_concurrency).
+  std::vector<caf::actor> idle;
   bucket requests;
   bucket tokens;
   bool tick_scheduled = false;
@@ -116,12 +119,14 @@ struct dispatcher_state {
   dispatcher_stats stats;
   cluster_link cluster;
 
-  /// On exit every queued ask gets `cancelled`, and every running request
-  /// actor an exit message (it cancels its exchange and answers with
+  /// On exit every queued ask gets `cancelled`, and every request actor an
+  /// exit message (a running one cancels its exchange and answers with
   /// `cancelled`). Runs on the actor's own thread.
   ~dispatcher_state() {
     for (auto& [id, r] : active)
       caf::anon_send_exit(r.worker, caf::exit_reason::user_shutdown);
+    for (auto& worker : idle)
+      caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
     auto err = make_error(errc::cancelled, "the dispatcher shut down");
     for (auto& [lane, q] : lanes)
       for (auto& p : q)
@@ -154,6 +159,13 @@ double estimate_tokens(const ask& x) {
          static_cast<double>(x.body.max_tokens.value_or(256));
 }
 
+/// Sends `xs` to the (dynamically typed) limiter `to` under the
+/// dispatcher's identity, so that the limiter knows its client.
+template <class... Ts>
+void tell(dispatcher_self* self, const caf::actor& to, Ts&&... xs) {
+  caf::send_as(caf::actor_cast<caf::actor>(self), to, std::forward<Ts>(xs)...);
+}
+
 void pump(dispatcher_self* self);
 
 void admit(dispatcher_self* self, pending&& p, double estimate,
@@ -164,23 +176,51 @@ void admit(dispatcher_self* self, pending&& p, double estimate,
   job.ask = std::move(p.ask);
   job.where = st.where;
   job.wire = st.wire;
-  // Only a token budget (local or shared) needs the usage back (one message
-  // less per ask).
-  if (!st.tokens.unlimited() || st.cluster.status != cluster_status::none)
-    job.owner = self;
+  // The actor reports back when the ask ended (`settle_atom`).
+  job.owner = self;
   auto id = job.ask.id;
-  auto worker = spawn_request(self->system(), std::move(job));
-  // Monitored, not linked: its down message frees the slot, exactly once,
-  // and a request actor that fails takes nothing else down. When the
-  // dispatcher goes, its state's destructor stops the running ones.
-  self->monitor(worker);
+  caf::actor worker;
+  if (!st.idle.empty()) {
+    worker = std::move(st.idle.back());
+    st.idle.pop_back();
+  } else {
+    worker = spawn_request(self->system());
+    // Monitored, not linked: a request actor that dies takes nothing else
+    // down, and its down message frees its slot. When the dispatcher goes,
+    // its state's destructor stops them all.
+    self->monitor(worker);
+  }
+  st.by_worker[worker.address()] = id;
   st.active.emplace(id, running{worker, p.deadline, estimate, lease, false});
-  st.by_worker.emplace(worker.address(), id);
   ++st.stats.admitted;
   st.stats.in_flight = st.active.size();
   st.stats.max_in_flight = std::max(st.stats.max_in_flight, st.active.size());
   // The worker answers the original requester directly.
-  p.rp.delegate(worker, run_atom::value);
+  p.rp.delegate(worker, run_atom::value, std::move(job));
+}
+
+/// The running ask `id` ended: give its lease back and free its slot. Its
+/// request actor goes back to the idle ones when `reuse` is set.
+void finish_active(dispatcher_self* self, uint64_t id, bool reuse) {
+  auto& st = self->state;
+  auto j = st.active.find(id);
+  if (j == st.active.end()) return;
+  auto& r = j->second;
+  if (r.lease != 0 && st.cluster.joined()) {
+    auto used = r.settled ? static_cast<int64_t>(r.estimate) : int64_t{-1};
+    tell(self, st.cluster.limiter, release_atom::value, r.lease, used);
+  }
+  if (reuse) {
+    st.by_worker[r.worker.address()] = 0;
+    if (st.idle.size() < st.admission.max_concurrency)
+      st.idle.push_back(std::move(r.worker));
+    else
+      caf::anon_send_exit(r.worker, caf::exit_reason::user_shutdown);
+  }
+  st.active.erase(j);
+  ++st.stats.completed;
+  st.stats.in_flight = st.active.size();
+  pump(self);
 }
 
 // -- cluster admission
@@ -201,13 +241,6 @@ std::size_t capacity(dispatcher_self* self) {
   default:
     return max;
   }
-}
-
-/// Sends `xs` to the (dynamically typed) limiter `to` under the
-/// dispatcher's identity, so that the limiter knows its client.
-template <class... Ts>
-void tell(dispatcher_self* self, const caf::actor& to, Ts&&... xs) {
-  caf::send_as(caf::actor_cast<caf::actor>(self), to, std::forward<Ts>(xs)...);
 }
 
 /// Asks the limiter for as many leases as queued asks could use now.
@@ -403,17 +436,13 @@ void on_worker_down(dispatcher_self* self, const caf::down_msg& msg) {
       fail_link(self, "link down: " + to_string(msg.reason));
     return;
   }
-  auto j = st.active.find(i->second);
-  if (j != st.active.end() && j->second.lease != 0 && st.cluster.joined()) {
-    auto used = j->second.settled ? static_cast<int64_t>(j->second.estimate)
-                                  : int64_t{-1};
-    tell(self, st.cluster.limiter, release_atom::value, j->second.lease, used);
-  }
-  st.active.erase(i->second);
+  auto id = i->second;
   st.by_worker.erase(i);
-  ++st.stats.completed;
-  st.stats.in_flight = st.active.size();
-  pump(self);
+  auto k = std::find_if(st.idle.begin(), st.idle.end(), [&](auto& worker) {
+    return worker.address() == msg.source;
+  });
+  if (k != st.idle.end()) st.idle.erase(k);
+  if (id != 0) finish_active(self, id, false);
 }
 
 /// Ends a queued ask with `why`; returns whether it was queued.
@@ -611,9 +640,10 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           job.ask.id = next_request_id();
           job.where = st.where;
           job.wire = st.wire;
-          auto worker = spawn_request(self->system(), std::move(job));
+          // A one-off actor (no owner): it quits after its answer.
+          auto worker = spawn_request(self->system());
           self->link_to(worker);
-          rp.delegate(worker, run_atom::value);
+          rp.delegate(worker, run_atom::value, std::move(job));
           return rp;
         },
         [=](stats_atom) {
@@ -626,17 +656,21 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           return result;
         },
         [=](settle_atom, uint64_t id, int64_t used) {
-          // Settle the token bucket with what the ask really used.
+          // A request actor ended its ask: settle the token bucket with
+          // what the ask really used, then free the slot.
           auto& st = self->state;
           auto i = st.active.find(id);
-          if (i == st.active.end() || used < 0) return;
-          auto diff = i->second.estimate - static_cast<double>(used);
-          if (diff > 0)
-            st.tokens.give_back(diff);
-          else
-            st.tokens.take(-diff);
-          i->second.estimate = static_cast<double>(used);
-          i->second.settled = true;
+          if (i == st.active.end()) return;
+          if (used >= 0) {
+            auto diff = i->second.estimate - static_cast<double>(used);
+            if (diff > 0)
+              st.tokens.give_back(diff);
+            else
+              st.tokens.take(-diff);
+            i->second.estimate = static_cast<double>(used);
+            i->second.settled = true;
+          }
+          finish_active(self, id, true);
         },
         [=](expire_atom, uint64_t generation) {
           if (generation == self->state.sweep_generation) sweep(self);

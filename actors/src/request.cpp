@@ -168,8 +168,11 @@ struct request_state {
   request_job job;
   /// Replies to the requester (set by `run_atom`).
   caf::response_promise rp;
-  bool started = false;
-  bool finished = false;
+  /// Jobs started so far; stale answers (probe acks, retry ticks) of an
+  /// earlier job carry an older number.
+  uint64_t run = 0;
+  /// No job running (idle, or the current one has ended).
+  bool finished = true;
   /// Attempts started so far.
   uint32_t attempts = 0;
   /// Tag of the running exchange (0: none).
@@ -184,10 +187,10 @@ struct request_state {
   chunk_aggregator aggregate;
   std::minstd_rand rng;
 
-  /// However the actor ends (normally every path goes through `succeed` or
-  /// `fail` first), the requester and the subscribers get their one
-  /// terminal message and the exchange is aborted. Runs on exit, on the
-  /// actor's own thread.
+  /// However the actor ends (normally every job ends through `succeed` or
+  /// `fail` first), the requester and the subscribers of a running job get
+  /// their one terminal message and the exchange is aborted. Runs on exit,
+  /// on the actor's own thread.
   ~request_state() {
     if (finished) return;
     auto err = make_error(errc::cancelled, "request actor terminated");
@@ -261,42 +264,55 @@ void start_attempt(request_self* self) {
   self->send(st.job.wire, transport::exchange_atom::value, std::move(c));
 }
 
-/// Reports the tokens used to the dispatcher (rate limiting).
-void settle(request_self* self, const std::optional<usage>& used) {
+/// Ends the current job after its terminal messages went out: a pooled
+/// actor tells its dispatcher (the tokens used, for rate limiting, and that
+/// it is free again) and waits for the next job; a one-off actor quits.
+void end_job(request_self* self, const std::optional<usage>& used) {
   auto& st = self->state;
-  if (st.job.owner)
-    self->send(st.job.owner, settle_atom::value, st.job.ask.id,
-               used ? static_cast<int64_t>(used->total_tokens) : int64_t{-1});
+  st.finished = true;
+  st.tag = 0;
+  st.held_acks = 0;
+  for (auto& s : st.subscribers)
+    self->demonitor(s.handle);
+  st.subscribers.clear();
+  auto owner = std::move(st.job.owner);
+  auto id = st.job.ask.id;
+  // Nothing of the ask outlives it (the body, the subscribers' handles).
+  st.job = request_job{};
+  st.aggregate = chunk_aggregator{};
+  if (!owner) {
+    self->quit();
+    return;
+  }
+  self->send(owner, settle_atom::value, id,
+             used ? static_cast<int64_t>(used->total_tokens) : int64_t{-1});
 }
 
 void succeed(request_self* self, ai_message msg) {
   auto& st = self->state;
   if (st.finished) return;
-  st.finished = true;
   st.tag = 0;
   msg.request_id = st.job.ask.id;
   msg.attempts = st.attempts;
-  settle(self, msg.usage);
+  auto used = msg.usage;
   for (auto& s : st.subscribers)
     self->send(s.handle, stream_done{st.job.ask.id, msg});
   if (st.rp.pending()) st.rp.deliver(std::move(msg));
-  self->quit();
+  end_job(self, used);
 }
 
 void fail(request_self* self, failure what) {
   auto& st = self->state;
   if (st.finished) return;
-  st.finished = true;
   // An exchange still running (cancelled, deadline passed): abort it.
   if (st.tag != 0)
     self->send(st.job.wire, transport::cancel_atom::value, st.tag);
   st.tag = 0;
-  settle(self, std::nullopt);
   auto err = make_error(std::move(what));
   for (auto& s : st.subscribers)
     self->send(s.handle, stream_failed{st.job.ask.id, err});
   if (st.rp.pending()) st.rp.deliver(err);
-  self->quit();
+  end_job(self, std::nullopt);
 }
 
 /// Acknowledges held transport batches while the subscribers have credit.
@@ -342,11 +358,17 @@ void send_chunk(request_self* self, chat_chunk&& x, bool probe) {
   // holds a response promise it never delivers: CAF 0.17 sends no
   // broken_promise then) must not stall the stream forever.
   auto wait = st.job.ask.options.timeouts.idle;
+  auto run = st.run;
   for (size_t i = 0; i < n; ++i) {
     auto who = st.subscribers[i].handle;
-    auto on_ack = [=]() { on_probe_ack(self, who, upto); };
+    // An answer after its job ended is dropped.
+    auto on_ack = [=]() {
+      if (self->state.run == run) on_probe_ack(self, who, upto);
+    };
     // A subscriber that cannot answer in time counts as gone.
-    auto on_error = [=](caf::error&) { on_probe_ack(self, who, upto); };
+    auto on_error = [=](caf::error&) {
+      if (self->state.run == run) on_probe_ack(self, who, upto);
+    };
     if (i + 1 < n)
       self->request(who, wait, x).then(on_ack, on_error);
     else
@@ -398,17 +420,29 @@ void on_failure(request_self* self, failure what) {
     return;
   }
   st.aggregate = chunk_aggregator{};
-  self->delayed_send(self, d.delay, tick_atom::value, st.attempts);
+  self->delayed_send(self, d.delay, tick_atom::value, st.run, st.attempts);
 }
 
-caf::behavior request_impl(request_self* self, request_job job) {
+/// Starts `job` on an idle actor.
+void start_job(request_self* self, request_job&& job) {
   auto& st = self->state;
   st.job = std::move(job);
+  st.finished = false;
+  ++st.run;
+  st.attempts = 0;
+  st.tag = 0;
+  st.sent = 0;
+  st.last_probe = 0;
+  st.held_acks = 0;
   st.rng.seed(static_cast<unsigned>(st.job.ask.id * 2654435761u + 1));
   for (auto& s : st.job.ask.subscribers) {
     st.subscribers.push_back({s, 0});
     self->monitor(s);
   }
+  start_attempt(self);
+}
+
+caf::behavior request_impl(request_self* self) {
   // Exit (the dispatcher quits, the system shuts down): cancel and reply.
   self->set_exit_handler([=](caf::exit_msg& msg) {
     fail(self, make_failure(errc::cancelled, "the dispatcher shut down"));
@@ -428,25 +462,33 @@ caf::behavior request_impl(request_self* self, request_job job) {
       release_acks(self);
   });
   return {
-      [=](run_atom) -> caf::response_promise {
+      [=](run_atom, request_job& job) -> caf::response_promise {
         auto& st = self->state;
-        st.rp = self->make_response_promise();
-        if (!st.started) {
-          st.started = true;
-          start_attempt(self);
+        auto rp = self->make_response_promise();
+        if (!st.finished) {
+          // The dispatcher gives work to idle actors only.
+          rp.deliver(
+              make_error(errc::invalid_argument, "the request actor is busy"));
+          return rp;
         }
-        return st.rp;
+        st.rp = rp;
+        start_job(self, std::move(job));
+        return rp;
       },
-      [=](cancel_atom, uint64_t) {
-        fail(self, make_failure(errc::cancelled, "cancelled by the caller"));
+      [=](cancel_atom, uint64_t id) {
+        if (id == self->state.job.ask.id)
+          fail(self, make_failure(errc::cancelled, "cancelled by the caller"));
       },
-      [=](expire_atom, uint64_t) {
-        fail(self, make_timeout(deadline::total, "the ask did not end within "
-                                                 "its timeout (ask_timeout)"));
+      [=](expire_atom, uint64_t id) {
+        if (id == self->state.job.ask.id)
+          fail(self, make_timeout(deadline::total,
+                                  "the ask did not end within its timeout "
+                                  "(ask_timeout)"));
       },
-      [=](tick_atom, uint32_t attempt) {
+      [=](tick_atom, uint64_t run, uint32_t attempt) {
         auto& st = self->state;
-        if (!st.finished && attempt == st.attempts) start_attempt(self);
+        if (!st.finished && run == st.run && attempt == st.attempts)
+          start_attempt(self);
       },
       [=](transport::chunks_atom, uint64_t tag, sse::chunk_batch& batch) {
         if (tag == self->state.tag && !self->state.finished)
@@ -462,10 +504,9 @@ caf::behavior request_impl(request_self* self, request_job job) {
       [=](transport::models_atom, uint64_t tag, std::vector<model_info>& xs) {
         auto& st = self->state;
         if (tag != st.tag || st.finished) return;
-        st.finished = true;
         st.tag = 0;
         if (st.rp.pending()) st.rp.deliver(std::move(xs));
-        self->quit();
+        end_job(self, std::nullopt);
       },
       [=](transport::failed_atom, uint64_t tag, failure& what) {
         if (tag == self->state.tag) on_failure(self, std::move(what));
@@ -475,8 +516,8 @@ caf::behavior request_impl(request_self* self, request_job job) {
 
 } // namespace
 
-caf::actor spawn_request(caf::actor_system& sys, request_job job) {
-  return sys.spawn(request_impl, std::move(job));
+caf::actor spawn_request(caf::actor_system& sys) {
+  return sys.spawn(request_impl);
 }
 
 } // namespace maritaca

@@ -5,7 +5,9 @@
 /// `limits::max_concurrency` requests at once (and, optionally, requests
 /// and tokens per minute), queues the rest -- FIFO within a lane, lanes
 /// taking turns -- refuses asks beyond `limits::max_queue` with
-/// `errc::overloaded`, and frees a slot exactly when a request actor ends.
+/// `errc::overloaded`, and frees a slot exactly once when its ask ends (its
+/// request actor reports it, or dies). Request actors are kept for the next
+/// ask (at most `max_concurrency` idle ones).
 /// With `limits::cluster` set it also holds a lease from a shared limiter
 /// (see limiter.hpp and docs/cluster.md) for every running ask. It also
 /// enforces each ask's deadline (`ask_options::timeout`) with one timer for
@@ -57,8 +59,9 @@ struct endpoint {
 };
 
 /// Spawns a dispatcher sending through `wire`. When the dispatcher exits,
-/// queued asks get `errc::cancelled` and running request actors (linked to
-/// it) cancel their exchanges and reply `cancelled` as well.
+/// queued asks get `errc::cancelled` and its request actors get an exit
+/// message: running ones cancel their exchanges and reply `cancelled` as
+/// well.
 ///
 /// With `admission.cluster.join` set, the dispatcher connects to the limiter
 /// published there (the actor system needs CAF's middleman, see

@@ -164,9 +164,11 @@ struct model_config {
   /// Streams: chunks a subscriber may have unprocessed before the request
   /// stops reading the socket (credit-based back-pressure).
   uint32_t stream_window = 256;
-  /// Upper bound of one whole ask, queueing and retries included: the
-  /// finite timeout of every CAF request the library makes on a caller's
-  /// behalf.
+  /// Upper bound of one whole ask, queueing and retries included. The
+  /// dispatcher enforces it for every ask (`ask_options::timeout`): the ask
+  /// ends with `errc::timeout`, `deadline::total`, its exchange aborted.
+  /// Requests of the library to other actors (sessions, tool runners,
+  /// chains) carry it as their CAF request timeout.
   std::chrono::milliseconds ask_timeout{15 * 60'000};
 
   /// Returns the defaults with `MARITACA_API_KEY` and `MARITACA_API_BASE`

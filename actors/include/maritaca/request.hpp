@@ -1,11 +1,13 @@
 #pragma once
 
 /// @file
-/// The request actor: one per admitted ask. It builds the HTTP request,
-/// asks the transport, retries per `retry_policy`, fans streamed chunks out
-/// to subscribers with credit-based back-pressure, aggregates the final
-/// answer and guarantees exactly one terminal message to its requester and
-/// to each subscriber.
+/// The request actor: it runs one admitted ask at a time. It builds the
+/// HTTP request, asks the transport, retries per `retry_policy`, fans
+/// streamed chunks out to subscribers with credit-based back-pressure,
+/// aggregates the final answer and guarantees exactly one terminal message
+/// to its requester and to each subscriber. A dispatcher keeps its request
+/// actors between asks (spawning and ending an actor per ask cost more than
+/// the rest of the actor work of an ask).
 
 #include "maritaca/dispatcher.hpp"
 #include "maritaca/messages.hpp"
@@ -39,15 +41,19 @@ struct request_job {
   maritaca::endpoint where;
   /// The transport.
   transport::transport_actor wire;
-  /// The dispatcher (for token settlement); may be null.
+  /// The dispatcher that owns the actor: after each job the actor reports
+  /// `(settle_atom, ask id, tokens used or -1)` to it and waits for the
+  /// next one. Null: the actor quits after this job.
   dispatcher_actor owner;
 };
 
-/// Spawns a request actor for `job`. It starts on `(run_atom)` (usually
-/// delegated by the dispatcher, so that its reply reaches the original
-/// requester) and quits after its reply. An exit message or
-/// `(cancel_atom, id)` cancels it.
-caf::actor spawn_request(caf::actor_system& sys, request_job job);
+/// Spawns an idle request actor. `(run_atom, request_job)` starts a job
+/// (usually delegated by the dispatcher, so that the reply reaches the
+/// original requester); an actor that is still busy answers it with
+/// `invalid_argument`. `(cancel_atom, id)` cancels the job of ask `id` and
+/// `(expire_atom, id)` ends it with `timeout`; an exit message ends the
+/// running job with `cancelled`, then the actor.
+caf::actor spawn_request(caf::actor_system& sys);
 
 /// A retry decision.
 struct retry_decision {
@@ -109,3 +115,5 @@ private:
 ai_message to_ai_message(chat_completion&& x);
 
 } // namespace maritaca
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(maritaca::request_job)
