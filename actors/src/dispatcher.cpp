@@ -649,6 +649,7 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
         [=](stats_atom) {
           auto& st = self->state;
           auto result = st.stats;
+          result.request_actors = st.by_worker.size();
           result.cluster = st.cluster.status;
           result.leases = st.cluster.spare.size();
           for (auto& [id, r] : st.active)

@@ -336,3 +336,41 @@ TEST_CASE_METHOD(one_slot,
   REQUIRE(answer);
   CHECK(answer->content().find('4') != std::string::npos);
 }
+
+TEST_CASE("request actors are reused, at most max_concurrency of them") {
+  test::sim_process sim;
+  test::test_system ts;
+  auto cfg = sim_config(sim);
+  cfg.limits.max_concurrency = 3;
+  cfg.retry.max_retries = 0;
+  chat_model model{ts.sys, cfg};
+  // One after the other: one request actor serves them all.
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(model.invoke("What is 2+2?"));
+  CHECK(read_stats(ts.sys, model).request_actors == 1);
+  // A cancel for an ask that has ended does not touch the next ask that
+  // the same actor runs.
+  caf::scoped_actor self{ts.sys};
+  auto done = model.make_ask("What is 3+3?");
+  auto done_id = done.id;
+  self->request(model.dispatcher(), 30s, ask_atom::value, std::move(done))
+      .receive([](ai_message&) {},
+               [](caf::error& err) { FAIL(describe(err)); });
+  model.cancel(done_id);
+  auto next = model.invoke("What is 4+4?");
+  REQUIRE(next);
+  CHECK(next->content().find('8') != std::string::npos);
+  // Streams and plain asks take turns on the same actors.
+  std::vector<input> ins(12, input{"Tell a story."});
+  for (auto& r : model.batch(ins))
+    REQUIRE(r);
+  std::string streamed;
+  for (auto& piece : model.stream("Tell a story."))
+    streamed += piece.content;
+  CHECK_FALSE(streamed.empty());
+  auto st = read_stats(ts.sys, model);
+  CHECK(st.request_actors >= 2); // the batch used more than one
+  CHECK(st.request_actors <= 3);
+  CHECK(st.in_flight == 0);
+  CHECK(st.completed == st.admitted);
+}

@@ -2,9 +2,11 @@
 /// The transport actor. It owns an `http_client`; every exchange gets a
 /// `call_observer` that runs on the client's I/O thread, decodes the
 /// response and sends the events straight to the caller with
-/// `caf::anon_send`. The observer never touches actor state: when its
-/// exchange ended it sends `(cancel_atom, tag)` to the transport, which then
-/// only forgets the (already finished) exchange.
+/// `caf::anon_send`. The observer never touches actor state: it marks its
+/// exchange as ended (an atomic flag), and the transport forgets ended
+/// exchanges in batches when it starts new ones (no message per exchange).
+/// Only an observer that stops an exchange still running (a decode error)
+/// sends `(cancel_atom, tag)`, so that the transport closes the connection.
 
 #include "maritaca/transport/transport_actor.hpp"
 
@@ -27,6 +29,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace maritaca::transport {
@@ -166,9 +169,10 @@ public:
         caf::anon_send(caller_, chunks_atom::value, tag_, std::move(batch));
       what.response_started = true;
       what.status = head_.status;
-      // fail() also makes the transport cancel the exchange (closing the
-      // connection); stop reading meanwhile.
       fail(std::move(what));
+      // The response is still coming: the transport cancels the exchange
+      // (closing the connection); stop reading meanwhile.
+      notify_transport();
       return false;
     }
     if (batch.chunks == 0) return true;
@@ -213,13 +217,15 @@ public:
       caf::anon_send(caller_, done_atom::value, tag_);
       break;
     }
-    notify_transport();
   }
 
   void on_failure(const failure& what) override {
     if (finished_) return;
     fail(what);
   }
+
+  /// Returns whether the exchange has ended (any thread).
+  bool ended() const noexcept { return ended_.load(std::memory_order_acquire); }
 
 private:
   /// The failure of a non-2xx response.
@@ -243,17 +249,20 @@ private:
     return what;
   }
 
-  void finish() noexcept { finished_ = true; }
+  /// Marks the exchange as ended before its last event goes out (the
+  /// transport may forget it from then on).
+  void finish() noexcept {
+    finished_ = true;
+    ended_.store(true, std::memory_order_release);
+  }
 
   void fail(failure what) {
     finish();
     caf::anon_send(caller_, failed_atom::value, tag_, std::move(what));
-    notify_transport();
   }
 
-  /// Tells the transport that this exchange is over: `(cancel_atom, tag)`
-  /// makes it forget the tag (and close the connection when the exchange
-  /// still runs, e.g. after a decode error).
+  /// Makes the transport cancel (and forget) this exchange, which still
+  /// runs on the client.
   void notify_transport() {
     if (auto hdl = caf::actor_cast<caf::actor>(transport_))
       caf::anon_send(hdl, cancel_atom::value, tag_);
@@ -270,7 +279,10 @@ private:
   std::atomic<int64_t> unacked_{0};
   response_head head_;
   bool ok_ = false;
+  /// Ended (I/O thread only).
   bool finished_ = false;
+  /// Ended, for the transport actor.
+  std::atomic<bool> ended_{false};
   std::string body_;
 };
 
@@ -285,28 +297,30 @@ struct transport_state {
   /// Destroyed with the state (in the actor's on_exit): cancels running
   /// exchanges and joins the I/O threads.
   std::unique_ptr<http_client> client;
-  /// Running calls by tag.
+  /// Calls by tag: running ones and ended ones not yet forgotten.
   std::unordered_map<uint64_t, call_entry> calls;
-  /// Monitored callers and how many calls each has running.
-  std::unordered_map<caf::actor_addr, std::size_t> callers;
+  /// Forget ended calls when `calls` reaches this size.
+  std::size_t sweep_at = 64;
+  /// Callers, monitored from their first call until they go down
+  /// (request actors live long: no monitor and demonitor per call).
+  std::unordered_set<caf::actor_addr> callers;
 
   static inline const char* name = "maritaca.transport";
 };
 
 using transport_pointer = transport_actor::stateful_pointer<transport_state>;
 
-/// Forgets the call `tag` (stops monitoring its caller with its last call).
-void forget(transport_pointer self, uint64_t tag) {
-  auto& st = self->state;
-  auto i = st.calls.find(tag);
-  if (i == st.calls.end()) return;
-  auto caller = i->second.caller;
-  st.calls.erase(i);
-  if (auto j = st.callers.find(caller);
-      j != st.callers.end() && --j->second == 0) {
-    st.callers.erase(j);
-    self->demonitor(caller);
+/// Forgets every ended call. Runs when the table has doubled since the
+/// last sweep, so each call costs O(1) on average and at most about as
+/// many ended calls as running ones are kept.
+void sweep(transport_state& st) {
+  for (auto i = st.calls.begin(); i != st.calls.end();) {
+    if (i->second.obs->ended())
+      i = st.calls.erase(i);
+    else
+      ++i;
   }
+  st.sweep_at = std::max<std::size_t>(64, 2 * st.calls.size());
 }
 
 transport_actor::behavior_type transport_impl(transport_pointer self,
@@ -317,7 +331,7 @@ transport_actor::behavior_type transport_impl(transport_pointer self,
     auto& st = self->state;
     for (auto i = st.calls.begin(); i != st.calls.end();) {
       if (i->second.caller == msg.source) {
-        st.client->cancel(i->second.id);
+        if (!i->second.obs->ended()) st.client->cancel(i->second.id);
         i = st.calls.erase(i);
       } else {
         ++i;
@@ -337,8 +351,9 @@ transport_actor::behavior_type transport_impl(transport_pointer self,
                                           " is already in use"));
           return;
         }
+        if (st.calls.size() >= st.sweep_at) sweep(st);
         auto obs = std::make_shared<call_observer>(caller, self->address(), c);
-        if (st.callers[caller.address()]++ == 0) self->monitor(caller);
+        if (st.callers.insert(caller.address()).second) self->monitor(caller);
         // Only chunk streams are read piece by piece.
         c.req.stream = c.what == expect::chunks;
         auto id = st.client->start(std::move(c.req), obs);
@@ -346,14 +361,17 @@ transport_actor::behavior_type transport_impl(transport_pointer self,
       },
       [self](cancel_atom, uint64_t tag) {
         auto& st = self->state;
-        if (auto i = st.calls.find(tag); i != st.calls.end())
-          st.client->cancel(i->second.id);
-        forget(self, tag);
+        auto i = st.calls.find(tag);
+        if (i == st.calls.end()) return;
+        // An exchange still running on the client is aborted; a decode
+        // error's observer has ended it on its side but not on the client's.
+        st.client->cancel(i->second.id);
+        st.calls.erase(i);
       },
       [self](ack_atom, uint64_t tag, uint32_t count) {
         auto& st = self->state;
         auto i = st.calls.find(tag);
-        if (i == st.calls.end()) return;
+        if (i == st.calls.end() || i->second.obs->ended()) return;
         if (i->second.obs->acknowledge(count)) st.client->resume(i->second.id);
       },
       [self](stats_atom) { return self->state.client->stats(); },

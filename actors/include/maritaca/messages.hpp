@@ -231,6 +231,9 @@ struct dispatcher_stats {
   uint64_t admitted = 0;
   /// Asks that ended so far (any way).
   uint64_t completed = 0;
+  /// Request actors alive now (running an ask or idle; the dispatcher keeps
+  /// at most `max_concurrency` idle ones).
+  std::size_t request_actors = 0;
   /// Asks refused with `overloaded`.
   uint64_t rejected = 0;
   /// Asks cancelled (queued or running).
