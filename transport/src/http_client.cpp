@@ -375,10 +375,17 @@ private:
   void on_read_body(error_code ec, std::size_t);
   void on_body_complete();
 
-  /// Arms the step deadline `which` (connect, first_byte or idle).
+  /// Sets the step deadline `which` (connect, first_byte or idle).
   void arm_step(deadline which, milliseconds after);
+  /// Clears the step deadline (the timer may stay armed; see wait_step).
   void disarm_step();
+  /// Makes the step timer fire at `at`.
+  void wait_step(clock_type::time_point at);
+  /// The step timer fired: a timeout if the deadline passed, else wait on.
+  void on_step_timer();
   void on_step_timeout();
+  /// Makes the idle timer fire at `at` (see watch_idle).
+  void wait_idle(clock_type::time_point at);
 
   /// Maps an I/O error of the current step to a failure and ends the
   /// exchange (or retries it on a fresh connection).
@@ -404,9 +411,22 @@ private:
   std::optional<beast::tcp_stream> plain_;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
   tcp::resolver resolver_;
+  // Deadlines are kept in variables and the timers re-armed lazily: steps
+  // move their deadline forward all the time, and re-arming a timer costs
+  // a cancelled wait and a `timerfd_settime` each. A timer fires no later
+  // than its deadline; one that fires early waits again.
   asio::steady_timer step_timer_;
   asio::steady_timer idle_timer_;
-  uint64_t step_seq_ = 0;
+  /// The current step's deadline (max: none).
+  clock_type::time_point step_deadline_ = clock_type::time_point::max();
+  /// When the pending step timer wait ends (max: none pending).
+  clock_type::time_point step_timer_at_ = clock_type::time_point::max();
+  /// The end of the keep-alive period while idle in the pool (max: busy).
+  clock_type::time_point idle_deadline_ = clock_type::time_point::max();
+  /// When the pending idle timer wait ends (max: none pending).
+  clock_type::time_point idle_timer_at_ = clock_type::time_point::max();
+  /// The pool generation of the current idle period.
+  uint64_t idle_gen_ = 0;
   deadline step_which_ = deadline::none;
   milliseconds step_after_{0};
   step step_ = step::resolve;
@@ -538,8 +558,9 @@ void connection::start(exchange_ptr ex) {
   held_ = current_;
   paused_ = false;
   collected_.clear();
-  // Stop watching the idle socket (see watch_idle).
-  idle_timer_.cancel();
+  // Stop watching the idle socket (see watch_idle); the idle timer finds
+  // the connection busy when it fires.
+  idle_deadline_ = clock_type::time_point::max();
   if (connected_) {
     error_code ignored;
     tcp().socket().cancel(ignored);
@@ -563,14 +584,29 @@ void connection::resume(const exchange_ptr& ex) {
 
 void connection::watch_idle(uint64_t gen, milliseconds keep_alive) {
   auto self = shared_from_this();
-  idle_timer_.expires_after(keep_alive);
-  idle_timer_.async_wait([self, gen](error_code ec) {
-    if (!ec) self->core_.drop_idle(self, gen);
-  });
+  idle_gen_ = gen;
+  idle_deadline_ = clock_type::now() + keep_alive;
+  if (idle_deadline_ < idle_timer_at_) wait_idle(idle_deadline_);
   // A kept-alive connection has nothing to say until we send a request:
   // readability means the server closed it (or misbehaves).
   tcp().socket().async_wait(tcp::socket::wait_read, [self, gen](error_code ec) {
     if (ec != asio::error::operation_aborted) self->core_.drop_idle(self, gen);
+  });
+}
+
+void connection::wait_idle(clock_type::time_point at) {
+  idle_timer_at_ = at;
+  idle_timer_.expires_at(at);
+  idle_timer_.async_wait([self = shared_from_this(), at](error_code ec) {
+    // Cancelled, or a newer wait replaced this one.
+    if (ec || self->idle_timer_at_ != at) return;
+    self->idle_timer_at_ = clock_type::time_point::max();
+    auto deadline = self->idle_deadline_;
+    if (deadline == clock_type::time_point::max()) return; // busy
+    if (clock_type::now() >= deadline)
+      self->core_.drop_idle(self, self->idle_gen_);
+    else
+      self->wait_idle(deadline);
   });
 }
 
@@ -579,7 +615,8 @@ void connection::close() {
   resolver_.cancel();
   step_timer_.cancel();
   idle_timer_.cancel();
-  ++step_seq_;
+  step_deadline_ = step_timer_at_ = clock_type::time_point::max();
+  idle_deadline_ = idle_timer_at_ = clock_type::time_point::max();
   tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
   tcp().socket().close(ignored);
   connected_ = false;
@@ -829,25 +866,36 @@ void connection::on_body_complete() {
 }
 
 void connection::arm_step(deadline which, milliseconds after) {
-  ++step_seq_;
   step_which_ = which;
   step_after_ = after;
   if (after.count() <= 0) {
-    step_timer_.cancel();
+    step_deadline_ = clock_type::time_point::max();
     return;
   }
-  step_timer_.expires_after(after);
-  step_timer_.async_wait(
-      [self = shared_from_this(), seq = step_seq_](error_code ec) {
-        // A stale expiry (the step already ended) must not fire.
-        if (!ec && seq == self->step_seq_ && self->current_)
-          self->on_step_timeout();
-      });
+  step_deadline_ = clock_type::now() + after;
+  // Re-arm only when the pending wait would end too late.
+  if (step_deadline_ < step_timer_at_) wait_step(step_deadline_);
 }
 
 void connection::disarm_step() {
-  ++step_seq_;
-  step_timer_.cancel();
+  step_deadline_ = clock_type::time_point::max();
+}
+
+void connection::wait_step(clock_type::time_point at) {
+  step_timer_at_ = at;
+  step_timer_.expires_at(at);
+  step_timer_.async_wait([self = shared_from_this(), at](error_code ec) {
+    // Cancelled, or a newer wait replaced this one.
+    if (!ec && self->step_timer_at_ == at) self->on_step_timer();
+  });
+}
+
+void connection::on_step_timer() {
+  step_timer_at_ = clock_type::time_point::max();
+  auto deadline = step_deadline_;
+  if (deadline == clock_type::time_point::max()) return; // no step
+  if (clock_type::now() < deadline) return wait_step(deadline);
+  if (current_) on_step_timeout();
 }
 
 void connection::on_step_timeout() {
