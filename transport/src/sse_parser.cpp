@@ -57,6 +57,9 @@ struct append_sink {
   event& next() { return out.emplace_back(); }
 };
 
+/// Event buffers above this size are given back after a feed.
+constexpr std::size_t max_kept_event_bytes = 64u << 10;
+
 /// Writes events over the slots of a vector, reusing their strings.
 struct reuse_sink {
   std::vector<event>& slots;
@@ -276,13 +279,30 @@ template <class Sink>
 failure chunk_decoder::feed_to(std::string_view bytes, Sink& out) {
   if (failure_ || done_)
     return failure_; // Sticky failure, or data after [DONE]: ignored.
-  used_ = 0;
+  // The event slots belong to the thread, not to the decoder: a decoder
+  // lives for one exchange (a 50-chunk stream would allocate every event's
+  // string and grow the vector anew), and each feed consumes its events
+  // before it returns, so one thread's slots serve every stream it decodes.
+  // The first `used` are this feed's events; the strings of the rest keep
+  // their capacity.
+  thread_local std::vector<event> slots;
+  std::size_t used = 0;
+  // Whatever way this feed returns, a huge event's buffer is not kept.
+  struct trim_guard {
+    std::vector<event>& slots;
+    std::size_t& used;
+    ~trim_guard() {
+      for (std::size_t i = 0; i < used; ++i)
+        if (slots[i].data.capacity() > max_kept_event_bytes)
+          slots[i].data = std::string{};
+    }
+  } trim{slots, used};
   // Events completed before an oversized one still count, so decode them
   // first and report the parser's failure afterwards.
-  reuse_sink sink{events_, used_};
+  reuse_sink sink{slots, used};
   auto parse_err = parser_.feed_to(bytes, sink);
-  for (std::size_t i = 0; i < used_; ++i) {
-    auto& ev = events_[i];
+  for (std::size_t i = 0; i < used; ++i) {
+    auto& ev = slots[i];
     if (ev.type == "error") {
       failure_ =
           make_failure(errc::server_error, wire::decode_error(ev.data).message);

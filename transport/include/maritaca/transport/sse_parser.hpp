@@ -158,10 +158,6 @@ private:
   std::optional<std::string_view> memo_text(std::string_view data) const;
 
   parser parser_;
-  // Reused by every feed: the first `used_` are this feed's events, the
-  // strings of the rest keep their capacity for the next ones.
-  std::vector<event> events_;
-  std::size_t used_ = 0;
   // The memo: a chunk (content empty) and the bytes before and after its
   // content token; valid when `memo_prefix_` is not empty.
   completion_chunk memo_;
