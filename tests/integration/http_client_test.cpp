@@ -791,3 +791,31 @@ TEST_CASE("proxy credentials, refusals and bypass") {
     }
   }
 }
+
+TEST_CASE("the total deadline also bounds the wait for a connection") {
+  test::sim_process sim;
+  client_config cfg;
+  cfg.max_connections_per_origin = 1;
+  http_client client{cfg};
+  // The only connection is held by a stalled exchange (first byte: 5 s).
+  auto stalled =
+      chat_request(sim.base_url(), false, {{"x-sim-fault", "stall-first"}});
+  stalled.limits.first_byte = 5s;
+  auto first = std::make_shared<recorder>();
+  client.start(std::move(stalled), first);
+  REQUIRE(eventually([&] { return sim_stat(sim, "in_flight") == 1; }));
+  // The second waits for it and ends at its own total deadline.
+  auto waiting = chat_request(sim.base_url(), false);
+  waiting.limits.total = 300ms;
+  auto start = clock_type::now();
+  auto rec = run(client, std::move(waiting));
+  REQUIRE(rec->failures == 1);
+  CHECK(rec->what.code == errc::timeout);
+  CHECK(rec->what.which == deadline::total);
+  CHECK(rec->end_time - start >= 250ms);
+  CHECK(rec->end_time - start < 3s);
+  CHECK(rec->heads == 0);
+  // The first one still ends (at its first-byte deadline).
+  REQUIRE(first->wait_end(10s));
+  CHECK(first->what.which == deadline::first_byte);
+}

@@ -258,7 +258,11 @@ struct exchange {
   bool head = false;
   bool stream = false;
   timeouts limits;
-  /// Armed at start; cancelled when the exchange ends.
+  /// When the whole exchange must have ended (max: no bound); set at start.
+  clock_type::time_point total_deadline = clock_type::time_point::max();
+  /// Only for an exchange that waits for a connection at start (a running
+  /// one's connection enforces `total_deadline` with its step timer);
+  /// cancelled when the exchange ends.
   std::optional<asio::steady_timer> total_timer;
 
   // -- guarded by client_core::mtx_ ---------------------------------------
@@ -288,6 +292,13 @@ struct exchange {
 };
 
 using exchange_ptr = std::shared_ptr<exchange>;
+
+/// The failure of an exchange that outlived `timeouts::total`.
+failure total_timeout(const exchange& ex) {
+  return make_timeout(deadline::total, "the exchange took longer than " +
+                                           to_ms_text(ex.limits.total));
+}
+
 using connection_ptr = std::shared_ptr<connection>;
 
 /// Connections and waiting exchanges of one origin.
@@ -381,8 +392,10 @@ private:
   void disarm_step();
   /// Makes the step timer fire at `at`.
   void wait_step(clock_type::time_point at);
-  /// The step timer fired: a timeout if the deadline passed, else wait on.
+  /// The step timer fired: a timeout if a deadline passed, else wait on.
   void on_step_timer();
+  /// The earlier of the step deadline and the exchange's total deadline.
+  clock_type::time_point next_deadline() const noexcept;
   void on_step_timeout();
   /// Makes the idle timer fire at `at` (see watch_idle).
   void wait_idle(clock_type::time_point at);
@@ -483,6 +496,9 @@ public:
 
   void count_opened() noexcept { ++opened_; }
 
+  /// Aborts `ex` with `what` (if it has not ended).
+  void abort(const exchange_ptr& ex, failure what);
+
   /// The abort failure of `ex`, if any.
   std::optional<failure> pending_abort(const exchange& ex) const;
 
@@ -505,9 +521,6 @@ public:
 private:
   /// Validates `req` and fills `ex`; returns an invalid_argument failure.
   failure prepare(request& req, exchange& ex) const;
-
-  /// Aborts `ex` with `what` (if it has not ended).
-  void abort(const exchange_ptr& ex, failure what);
 
   /// Gives `ex` a connection (pooled or new) or queues it. Returns the
   /// connection to start `ex` on. Requires mtx_ held.
@@ -567,6 +580,9 @@ void connection::start(exchange_ptr ex) {
   }
   if (auto what = core_.pending_abort(*current_))
     return finish_failure(std::move(*what));
+  // The step timer also watches the exchange's total deadline.
+  if (current_->total_deadline < step_timer_at_)
+    wait_step(current_->total_deadline);
   if (!connected_) return do_resolve();
   do_write();
 }
@@ -877,6 +893,12 @@ void connection::arm_step(deadline which, milliseconds after) {
   if (step_deadline_ < step_timer_at_) wait_step(step_deadline_);
 }
 
+clock_type::time_point connection::next_deadline() const noexcept {
+  auto total =
+      current_ ? current_->total_deadline : clock_type::time_point::max();
+  return std::min(step_deadline_, total);
+}
+
 void connection::disarm_step() {
   step_deadline_ = clock_type::time_point::max();
 }
@@ -892,10 +914,14 @@ void connection::wait_step(clock_type::time_point at) {
 
 void connection::on_step_timer() {
   step_timer_at_ = clock_type::time_point::max();
-  auto deadline = step_deadline_;
-  if (deadline == clock_type::time_point::max()) return; // no step
-  if (clock_type::now() < deadline) return wait_step(deadline);
-  if (current_) on_step_timeout();
+  auto deadline = next_deadline();
+  if (deadline == clock_type::time_point::max()) return; // nothing to watch
+  auto now = clock_type::now();
+  if (now < deadline) return wait_step(deadline);
+  if (!current_) return;
+  if (now >= current_->total_deadline)
+    return core_.abort(current_, total_timeout(*current_));
+  on_step_timeout();
 }
 
 void connection::on_step_timeout() {
@@ -1175,17 +1201,20 @@ exchange_id client_core::start(request req, std::shared_ptr<observer> obs) {
       return id;
     }
     exchanges_.emplace(id, ex);
-    if (auto total = ex->limits.total; total.count() > 0) {
+    if (ex->limits.total.count() > 0)
+      ex->total_deadline = clock_type::now() + ex->limits.total;
+    conn = assign_locked(ex, to_close);
+    // An exchange that waits for a connection gets a timer of its own; a
+    // running one is watched by its connection's timer (no timer set and
+    // cancelled from this thread per exchange).
+    if (!conn && ex->state == exchange::phase::queued &&
+        ex->total_deadline != clock_type::time_point::max()) {
       ex->total_timer.emplace(ioc_);
-      ex->total_timer->expires_after(total);
-      ex->total_timer->async_wait([this, ex, total](error_code ec) {
-        if (!ec)
-          abort(ex,
-                make_timeout(deadline::total, "the exchange took longer than " +
-                                                  to_ms_text(total)));
+      ex->total_timer->expires_at(ex->total_deadline);
+      ex->total_timer->async_wait([this, ex](error_code ec) {
+        if (!ec) abort(ex, total_timeout(*ex));
       });
     }
-    conn = assign_locked(ex, to_close);
   }
   for (auto& old : to_close)
     on_strand(std::move(old), [](connection& c) { c.close(); });

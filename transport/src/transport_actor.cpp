@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -125,7 +126,7 @@ public:
   call_observer(caf::actor caller, caf::actor_addr transport, const call& c)
       : caller_(std::move(caller)), transport_(std::move(transport)),
         tag_(c.tag), what_(c.what), window_(c.window == 0 ? 1 : c.window),
-        decoder_(c.max_event_bytes) {
+        max_event_bytes_(c.max_event_bytes) {
     // nop
   }
 
@@ -163,7 +164,9 @@ public:
     sse::chunk_batch batch;
     // Batches of a stream tend to be alike: no growing step by step.
     batch.pieces.reserve(last_batch_);
-    if (auto what = decoder_.feed(bytes, batch)) {
+    // Only a 2xx stream needs the decoder (and its buffers).
+    if (!decoder_) decoder_.emplace(max_event_bytes_);
+    if (auto what = decoder_->feed(bytes, batch)) {
       // Chunks decoded before the bad event still go out first.
       if (batch.chunks > 0)
         caf::anon_send(caller_, chunks_atom::value, tag_, std::move(batch));
@@ -208,7 +211,8 @@ public:
                      std::move(body_));
       break;
     case expect::chunks:
-      if (auto what = decoder_.finish(); what || !decoder_.done())
+      if (!decoder_) decoder_.emplace(max_event_bytes_);
+      if (auto what = decoder_->finish(); what || !decoder_->done())
         return fail(decode_failure(
             what ? std::move(what)
                  : make_failure(errc::protocol_error,
@@ -273,7 +277,9 @@ private:
   uint64_t tag_;
   expect what_;
   uint32_t window_;
-  sse::chunk_decoder decoder_;
+  std::size_t max_event_bytes_;
+  /// Made on a stream's first bytes.
+  std::optional<sse::chunk_decoder> decoder_;
   /// Pieces in the last batch sent.
   std::size_t last_batch_ = 0;
   std::atomic<int64_t> unacked_{0};
