@@ -514,9 +514,13 @@ TEST_CASE("many exchanges on several I/O threads") {
   }
   CHECK(dones + cancelled == 24);
   CHECK(dones >= 20);
+  // The pool limit holds on the client's side exactly.
+  auto stats = client.stats();
+  CHECK(stats.max_open <= 4);
+  CHECK(stats.max_open >= 2); // the limit was used
   // The client closes a cancelled exchange's connection at once; the sim
   // counts that exchange until its next write fails, so each cancel may
-  // overlap one exchange on a new connection.
+  // overlap one exchange on a new connection there.
   CHECK(sim_stat(sim, "max_in_flight") <= 4 + cancelled);
   CHECK(eventually([&] { return client.stats().active == 0; }));
   CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));

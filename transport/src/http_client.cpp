@@ -499,6 +499,10 @@ public:
   /// Aborts `ex` with `what` (if it has not ended).
   void abort(const exchange_ptr& ex, failure what);
 
+  /// Updates the peak of open connections after one more was counted
+  /// (called with `mtx_` held).
+  void note_open_locked();
+
   /// The abort failure of `ex`, if any.
   std::optional<failure> pending_abort(const exchange& ex) const;
 
@@ -545,6 +549,8 @@ private:
   std::atomic<exchange_id> next_id_{1};
   std::atomic<uint64_t> opened_{0};
   std::atomic<uint64_t> reused_{0};
+  /// The most connections open at once, all origins together.
+  std::size_t max_open_ = 0;
 
   mutable std::mutex mtx_;
   bool stopping_ = false;
@@ -1243,6 +1249,7 @@ client_core::assign_locked(const exchange_ptr& ex,
   }
   if (pool.open < cfg_.max_connections_per_origin) {
     ++pool.open;
+    note_open_locked();
     auto conn = std::make_shared<connection>(*this, *ex);
     ex->state = exchange::phase::running;
     ex->conn = conn;
@@ -1305,9 +1312,19 @@ pool_stats client_core::stats() const {
   result.connections_reused = reused_;
   std::lock_guard<std::mutex> guard{mtx_};
   result.active = exchanges_.size();
-  for (auto& [key, pool] : pools_)
+  for (auto& [key, pool] : pools_) {
     result.idle += pool.idle.size();
+    result.open += pool.open;
+  }
+  result.max_open = max_open_;
   return result;
+}
+
+void client_core::note_open_locked() {
+  std::size_t open = 0;
+  for (auto& [key, pool] : pools_)
+    open += pool.open;
+  max_open_ = std::max(max_open_, open);
 }
 
 std::optional<failure> client_core::pending_abort(const exchange& ex) const {
@@ -1364,6 +1381,7 @@ void client_core::release(const connection_ptr& conn, bool reusable) {
         next = std::move(pool.waiting.front());
         pool.waiting.pop_front();
         ++pool.open;
+        note_open_locked();
         next_conn = std::make_shared<connection>(*this, *next);
       }
     }

@@ -153,6 +153,10 @@ struct pool_stats {
   uint64_t active = 0;
   /// Idle pooled connections now.
   uint64_t idle = 0;
+  /// Connections open now (connecting, busy or idle), all origins.
+  uint64_t open = 0;
+  /// The most connections open at once so far, all origins.
+  uint64_t max_open = 0;
 };
 
 /// The client. Destruction cancels running exchanges (each observer gets
