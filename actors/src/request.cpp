@@ -264,28 +264,41 @@ void start_attempt(request_self* self) {
   self->send(st.job.wire, transport::exchange_atom::value, std::move(c));
 }
 
-/// Ends the current job after its terminal messages went out: a pooled
-/// actor tells its dispatcher (the tokens used, for rate limiting, and that
-/// it is free again) and waits for the next job; a one-off actor quits.
-void end_job(request_self* self, const std::optional<usage>& used) {
+/// Who waits for the end of a job.
+struct job_waiters {
+  /// The requester's promise.
+  caf::response_promise rp;
+  /// The subscribers.
+  std::vector<subscriber_state> subscribers;
+};
+
+/// Ends the current job: a pooled actor tells its dispatcher (the tokens
+/// used, for rate limiting, and that it is free again) and waits for the
+/// next job; a one-off actor quits. Returns who waits for the terminal
+/// messages, to be sent next: the report goes first, so that whoever has
+/// the answer finds the slot free (its next message to the dispatcher is
+/// queued after the report).
+job_waiters end_job(request_self* self, const std::optional<usage>& used) {
   auto& st = self->state;
   st.finished = true;
   st.tag = 0;
   st.held_acks = 0;
-  for (auto& s : st.subscribers)
-    self->demonitor(s.handle);
+  job_waiters result{std::move(st.rp), std::move(st.subscribers)};
+  st.rp = caf::response_promise{};
   st.subscribers.clear();
+  for (auto& s : result.subscribers)
+    self->demonitor(s.handle);
   auto owner = std::move(st.job.owner);
   auto id = st.job.ask.id;
   // Nothing of the ask outlives it (the body, the subscribers' handles).
   st.job = request_job{};
   st.aggregate = chunk_aggregator{};
-  if (!owner) {
+  if (!owner)
     self->quit();
-    return;
-  }
-  self->send(owner, settle_atom::value, id,
-             used ? static_cast<int64_t>(used->total_tokens) : int64_t{-1});
+  else
+    self->send(owner, settle_atom::value, id,
+               used ? static_cast<int64_t>(used->total_tokens) : int64_t{-1});
+  return result;
 }
 
 void succeed(request_self* self, ai_message msg) {
@@ -294,11 +307,10 @@ void succeed(request_self* self, ai_message msg) {
   st.tag = 0;
   msg.request_id = st.job.ask.id;
   msg.attempts = st.attempts;
-  auto used = msg.usage;
-  for (auto& s : st.subscribers)
-    self->send(s.handle, stream_done{st.job.ask.id, msg});
-  if (st.rp.pending()) st.rp.deliver(std::move(msg));
-  end_job(self, used);
+  auto waiters = end_job(self, msg.usage);
+  for (auto& s : waiters.subscribers)
+    self->send(s.handle, stream_done{msg.request_id, msg});
+  if (waiters.rp.pending()) waiters.rp.deliver(std::move(msg));
 }
 
 void fail(request_self* self, failure what) {
@@ -308,11 +320,12 @@ void fail(request_self* self, failure what) {
   if (st.tag != 0)
     self->send(st.job.wire, transport::cancel_atom::value, st.tag);
   st.tag = 0;
+  auto id = st.job.ask.id;
   auto err = make_error(std::move(what));
-  for (auto& s : st.subscribers)
-    self->send(s.handle, stream_failed{st.job.ask.id, err});
-  if (st.rp.pending()) st.rp.deliver(err);
-  end_job(self, std::nullopt);
+  auto waiters = end_job(self, std::nullopt);
+  for (auto& s : waiters.subscribers)
+    self->send(s.handle, stream_failed{id, err});
+  if (waiters.rp.pending()) waiters.rp.deliver(err);
 }
 
 /// Acknowledges held transport batches while the subscribers have credit.
@@ -505,8 +518,8 @@ caf::behavior request_impl(request_self* self) {
         auto& st = self->state;
         if (tag != st.tag || st.finished) return;
         st.tag = 0;
-        if (st.rp.pending()) st.rp.deliver(std::move(xs));
-        end_job(self, std::nullopt);
+        auto waiters = end_job(self, std::nullopt);
+        if (waiters.rp.pending()) waiters.rp.deliver(std::move(xs));
       },
       [=](transport::failed_atom, uint64_t tag, failure& what) {
         if (tag == self->state.tag) on_failure(self, std::move(what));

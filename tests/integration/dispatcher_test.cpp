@@ -344,9 +344,20 @@ TEST_CASE("request actors are reused, at most max_concurrency of them") {
   cfg.limits.max_concurrency = 3;
   cfg.retry.max_retries = 0;
   chat_model model{ts.sys, cfg};
-  // One after the other: one request actor serves them all.
-  for (int i = 0; i < 5; ++i)
+  // The answer reaches the caller before the request actor's report
+  // reaches the dispatcher: wait for the slots to be free.
+  auto settled = [&] {
+    auto deadline = clock_type::now() + 5s;
+    while (read_stats(ts.sys, model).in_flight != 0 &&
+           clock_type::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+  };
+  // One after the other: one request actor serves them all (without the
+  // wait, the next ask might take a second one).
+  for (int i = 0; i < 5; ++i) {
     REQUIRE(model.invoke("What is 2+2?"));
+    settled();
+  }
   CHECK(read_stats(ts.sys, model).request_actors == 1);
   // A cancel for an ask that has ended does not touch the next ask that
   // the same actor runs.
@@ -368,6 +379,7 @@ TEST_CASE("request actors are reused, at most max_concurrency of them") {
   for (auto& piece : model.stream("Tell a story."))
     streamed += piece.content;
   CHECK_FALSE(streamed.empty());
+  settled();
   auto st = read_stats(ts.sys, model);
   CHECK(st.request_actors >= 2); // the batch used more than one
   CHECK(st.request_actors <= 3);
