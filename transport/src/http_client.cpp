@@ -313,6 +313,42 @@ struct origin_pool {
 
 class client_core;
 
+/// A timer that fires no later than a deadline kept elsewhere and is
+/// re-armed only when its pending wait would end too late: deadlines that
+/// move forward all the time (a connection's steps) cost no cancelled wait
+/// and no `timerfd_settime` each. Whoever it fires for checks its deadline
+/// and waits again when it fired early. Used on one strand only.
+class lazy_timer {
+public:
+  explicit lazy_timer(strand_type& strand) : timer_(strand) {}
+
+  /// Makes the timer fire by `when` (nothing to do when a pending wait
+  /// ends by then). `on_fire` runs when that wait ends, unless it was
+  /// cancelled or replaced; it must keep the timer's owner alive.
+  template <class F>
+  void fire_by(clock_type::time_point when, F on_fire) {
+    if (when >= at_) return;
+    at_ = when;
+    timer_.expires_at(when);
+    timer_.async_wait([this, when, f = std::move(on_fire)](error_code ec) {
+      if (ec || at_ != when) return;
+      at_ = clock_type::time_point::max();
+      f();
+    });
+  }
+
+  /// Cancels the pending wait.
+  void cancel() {
+    timer_.cancel();
+    at_ = clock_type::time_point::max();
+  }
+
+private:
+  asio::steady_timer timer_;
+  /// When the pending wait ends (max: none pending).
+  clock_type::time_point at_ = clock_type::time_point::max();
+};
+
 /// One TCP (or TLS) connection. Runs one exchange at a time; every member
 /// is used on `strand_` only, except for the fields marked otherwise.
 class connection : public std::enable_shared_from_this<connection> {
@@ -388,16 +424,16 @@ private:
 
   /// Sets the step deadline `which` (connect, first_byte or idle).
   void arm_step(deadline which, milliseconds after);
-  /// Clears the step deadline (the timer may stay armed; see wait_step).
+  /// Clears the step deadline (the timer may stay armed; see lazy_timer).
   void disarm_step();
-  /// Makes the step timer fire at `at`.
+  /// Makes the step timer fire by `at`.
   void wait_step(clock_type::time_point at);
   /// The step timer fired: a timeout if a deadline passed, else wait on.
   void on_step_timer();
   /// The earlier of the step deadline and the exchange's total deadline.
   clock_type::time_point next_deadline() const noexcept;
   void on_step_timeout();
-  /// Makes the idle timer fire at `at` (see watch_idle).
+  /// Makes the idle timer fire by `at` (see watch_idle).
   void wait_idle(clock_type::time_point at);
 
   /// Maps an I/O error of the current step to a failure and ends the
@@ -424,20 +460,13 @@ private:
   std::optional<beast::tcp_stream> plain_;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
   tcp::resolver resolver_;
-  // Deadlines are kept in variables and the timers re-armed lazily: steps
-  // move their deadline forward all the time, and re-arming a timer costs
-  // a cancelled wait and a `timerfd_settime` each. A timer fires no later
-  // than its deadline; one that fires early waits again.
-  asio::steady_timer step_timer_;
-  asio::steady_timer idle_timer_;
+  // Deadlines live in variables; their timers are re-armed lazily.
+  lazy_timer step_timer_;
+  lazy_timer idle_timer_;
   /// The current step's deadline (max: none).
   clock_type::time_point step_deadline_ = clock_type::time_point::max();
-  /// When the pending step timer wait ends (max: none pending).
-  clock_type::time_point step_timer_at_ = clock_type::time_point::max();
   /// The end of the keep-alive period while idle in the pool (max: busy).
   clock_type::time_point idle_deadline_ = clock_type::time_point::max();
-  /// When the pending idle timer wait ends (max: none pending).
-  clock_type::time_point idle_timer_at_ = clock_type::time_point::max();
   /// The pool generation of the current idle period.
   uint64_t idle_gen_ = 0;
   deadline step_which_ = deadline::none;
@@ -587,8 +616,7 @@ void connection::start(exchange_ptr ex) {
   if (auto what = core_.pending_abort(*current_))
     return finish_failure(std::move(*what));
   // The step timer also watches the exchange's total deadline.
-  if (current_->total_deadline < step_timer_at_)
-    wait_step(current_->total_deadline);
+  wait_step(current_->total_deadline);
   if (!connected_) return do_resolve();
   do_write();
 }
@@ -608,7 +636,7 @@ void connection::watch_idle(uint64_t gen, milliseconds keep_alive) {
   auto self = shared_from_this();
   idle_gen_ = gen;
   idle_deadline_ = clock_type::now() + keep_alive;
-  if (idle_deadline_ < idle_timer_at_) wait_idle(idle_deadline_);
+  wait_idle(idle_deadline_);
   // A kept-alive connection has nothing to say until we send a request:
   // readability means the server closed it (or misbehaves).
   tcp().socket().async_wait(tcp::socket::wait_read, [self, gen](error_code ec) {
@@ -617,12 +645,7 @@ void connection::watch_idle(uint64_t gen, milliseconds keep_alive) {
 }
 
 void connection::wait_idle(clock_type::time_point at) {
-  idle_timer_at_ = at;
-  idle_timer_.expires_at(at);
-  idle_timer_.async_wait([self = shared_from_this(), at](error_code ec) {
-    // Cancelled, or a newer wait replaced this one.
-    if (ec || self->idle_timer_at_ != at) return;
-    self->idle_timer_at_ = clock_type::time_point::max();
+  idle_timer_.fire_by(at, [self = shared_from_this()] {
     auto deadline = self->idle_deadline_;
     if (deadline == clock_type::time_point::max()) return; // busy
     if (clock_type::now() >= deadline)
@@ -637,8 +660,8 @@ void connection::close() {
   resolver_.cancel();
   step_timer_.cancel();
   idle_timer_.cancel();
-  step_deadline_ = step_timer_at_ = clock_type::time_point::max();
-  idle_deadline_ = idle_timer_at_ = clock_type::time_point::max();
+  step_deadline_ = clock_type::time_point::max();
+  idle_deadline_ = clock_type::time_point::max();
   tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
   tcp().socket().close(ignored);
   connected_ = false;
@@ -895,8 +918,7 @@ void connection::arm_step(deadline which, milliseconds after) {
     return;
   }
   step_deadline_ = clock_type::now() + after;
-  // Re-arm only when the pending wait would end too late.
-  if (step_deadline_ < step_timer_at_) wait_step(step_deadline_);
+  wait_step(step_deadline_);
 }
 
 clock_type::time_point connection::next_deadline() const noexcept {
@@ -910,16 +932,11 @@ void connection::disarm_step() {
 }
 
 void connection::wait_step(clock_type::time_point at) {
-  step_timer_at_ = at;
-  step_timer_.expires_at(at);
-  step_timer_.async_wait([self = shared_from_this(), at](error_code ec) {
-    // Cancelled, or a newer wait replaced this one.
-    if (!ec && self->step_timer_at_ == at) self->on_step_timer();
-  });
+  step_timer_.fire_by(at,
+                      [self = shared_from_this()] { self->on_step_timer(); });
 }
 
 void connection::on_step_timer() {
-  step_timer_at_ = clock_type::time_point::max();
   auto deadline = next_deadline();
   if (deadline == clock_type::time_point::max()) return; // nothing to watch
   auto now = clock_type::now();

@@ -149,7 +149,7 @@ public:
   }
 
   bool on_data(std::string_view bytes) override {
-    if (finished_) return false;
+    if (ended()) return false;
     if (!ok_) {
       // The error body only feeds the failure message: keep its start.
       auto room =
@@ -164,9 +164,7 @@ public:
     sse::chunk_batch batch;
     // Batches of a stream tend to be alike: no growing step by step.
     batch.pieces.reserve(last_batch_);
-    // Only a 2xx stream needs the decoder (and its buffers).
-    if (!decoder_) decoder_.emplace(max_event_bytes_);
-    if (auto what = decoder_->feed(bytes, batch)) {
+    if (auto what = decoder().feed(bytes, batch)) {
       // Chunks decoded before the bad event still go out first.
       if (batch.chunks > 0)
         caf::anon_send(caller_, chunks_atom::value, tag_, std::move(batch));
@@ -186,7 +184,7 @@ public:
   }
 
   void on_done() override {
-    if (finished_) return;
+    if (ended()) return;
     if (!ok_) return fail(status_failure());
     switch (what_) {
     case expect::completion: {
@@ -211,8 +209,7 @@ public:
                      std::move(body_));
       break;
     case expect::chunks:
-      if (!decoder_) decoder_.emplace(max_event_bytes_);
-      if (auto what = decoder_->finish(); what || !decoder_->done())
+      if (auto what = decoder().finish(); what || !decoder().done())
         return fail(decode_failure(
             what ? std::move(what)
                  : make_failure(errc::protocol_error,
@@ -224,7 +221,7 @@ public:
   }
 
   void on_failure(const failure& what) override {
-    if (finished_) return;
+    if (ended()) return;
     fail(what);
   }
 
@@ -255,14 +252,18 @@ private:
 
   /// Marks the exchange as ended before its last event goes out (the
   /// transport may forget it from then on).
-  void finish() noexcept {
-    finished_ = true;
-    ended_.store(true, std::memory_order_release);
-  }
+  void finish() noexcept { ended_.store(true, std::memory_order_release); }
 
   void fail(failure what) {
     finish();
     caf::anon_send(caller_, failed_atom::value, tag_, std::move(what));
+  }
+
+  /// The stream decoder, made on a 2xx stream's first bytes (other
+  /// exchanges need neither it nor its buffers).
+  sse::chunk_decoder& decoder() {
+    if (!decoder_) decoder_.emplace(max_event_bytes_);
+    return *decoder_;
   }
 
   /// Makes the transport cancel (and forget) this exchange, which still
@@ -278,16 +279,14 @@ private:
   expect what_;
   uint32_t window_;
   std::size_t max_event_bytes_;
-  /// Made on a stream's first bytes.
+  /// See decoder().
   std::optional<sse::chunk_decoder> decoder_;
   /// Pieces in the last batch sent.
   std::size_t last_batch_ = 0;
   std::atomic<int64_t> unacked_{0};
   response_head head_;
   bool ok_ = false;
-  /// Ended (I/O thread only).
-  bool finished_ = false;
-  /// Ended, for the transport actor.
+  /// Ended: set and read on the I/O thread, read by the transport actor.
   std::atomic<bool> ended_{false};
   std::string body_;
 };
