@@ -46,6 +46,15 @@ public:
     if (!unlimited()) level_ = std::min(capacity_, level_ + amount);
   }
 
+  /// Replaces `taken`, an estimate taken earlier, by what was really
+  /// `used`: gives back the difference or takes the rest.
+  void settle(double taken, double used) {
+    if (taken > used)
+      give_back(taken - used);
+    else
+      take(used - taken);
+  }
+
 private:
   void refill() {
     auto now = clock_type::now();

@@ -503,8 +503,7 @@ void sweep(dispatcher_self* self) {
     auto expired = [&](pending& p) {
       failure why;
       if (p.deadline <= now)
-        why = make_timeout(deadline::total, "the ask did not end within its "
-                                            "timeout (ask_timeout)");
+        why = ask_deadline_failure();
       else if (p.queue_deadline <= now)
         why = make_timeout(deadline::queue,
                            "no slot became free within the queue bound");
@@ -663,11 +662,7 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           auto i = st.active.find(id);
           if (i == st.active.end()) return;
           if (used >= 0) {
-            auto diff = i->second.estimate - static_cast<double>(used);
-            if (diff > 0)
-              st.tokens.give_back(diff);
-            else
-              st.tokens.take(-diff);
+            st.tokens.settle(i->second.estimate, static_cast<double>(used));
             i->second.estimate = static_cast<double>(used);
             i->second.settled = true;
           }

@@ -115,13 +115,7 @@ void free_lease(limiter_self* self, client& c, uint64_t id, int64_t used) {
   auto& st = self->state;
   auto i = c.leases.find(id);
   if (i == c.leases.end()) return;
-  if (used >= 0) {
-    auto diff = i->second.tokens - static_cast<double>(used);
-    if (diff > 0)
-      st.tokens.give_back(diff);
-    else
-      st.tokens.take(-diff);
-  }
+  if (used >= 0) st.tokens.settle(i->second.tokens, static_cast<double>(used));
   c.leases.erase(i);
   --st.in_use;
 }

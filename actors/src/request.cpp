@@ -70,6 +70,11 @@ retry_decision decide_retry(const failure& what, uint32_t retries_done,
   return result;
 }
 
+failure ask_deadline_failure() {
+  return make_timeout(deadline::total,
+                      "the ask did not end within its timeout (ask_timeout)");
+}
+
 // -- aggregation
 // ----------------------------------------------------------------
 
@@ -493,10 +498,7 @@ caf::behavior request_impl(request_self* self) {
           fail(self, make_failure(errc::cancelled, "cancelled by the caller"));
       },
       [=](expire_atom, uint64_t id) {
-        if (id == self->state.job.ask.id)
-          fail(self, make_timeout(deadline::total,
-                                  "the ask did not end within its timeout "
-                                  "(ask_timeout)"));
+        if (id == self->state.job.ask.id) fail(self, ask_deadline_failure());
       },
       [=](tick_atom, uint64_t run, uint32_t attempt) {
         auto& st = self->state;

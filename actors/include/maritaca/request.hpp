@@ -55,6 +55,10 @@ struct request_job {
 /// running job with `cancelled`, then the actor.
 caf::actor spawn_request(caf::actor_system& sys);
 
+/// The failure of an ask that outlived its deadline (`ask_options::timeout`,
+/// enforced by the dispatcher): `errc::timeout`, `deadline::total`.
+failure ask_deadline_failure();
+
 /// A retry decision.
 struct retry_decision {
   /// Whether to try again.
