@@ -74,6 +74,8 @@ options:
   --relaxed-sleep-us U      work stealing: idle workers sleep U us (CAF's
                             defaults: 50 us moderate, 10 ms relaxed)
   --io-threads T            HTTP client I/O threads (default 1)
+  --io-spin-us U            model_config::io_idle_spin (default 50)
+  --scheduler-spin-us U     model_config::scheduler_idle_spin (default 100)
   --stream-window W         (stream) model_config::stream_window
   -h, --help                this text
 )";
@@ -95,6 +97,8 @@ struct options {
   std::string scheduler_policy;
   std::optional<std::size_t> relaxed_sleep_us;
   std::size_t io_threads = 1;
+  std::optional<std::size_t> io_spin_us;
+  std::optional<std::size_t> scheduler_spin_us;
   std::optional<std::size_t> stream_window;
 };
 
@@ -142,6 +146,10 @@ options parse(int argc, char** argv) {
       o.relaxed_sleep_us = parse_count(a, value());
     } else if (a == "--io-threads") {
       o.io_threads = parse_count(a, value());
+    } else if (a == "--io-spin-us") {
+      o.io_spin_us = parse_count(a, value());
+    } else if (a == "--scheduler-spin-us") {
+      o.scheduler_spin_us = parse_count(a, value());
     } else if (a == "--stream-window") {
       o.stream_window = parse_count(a, value());
     } else if (!a.empty() && a[0] == '-') {
@@ -204,6 +212,9 @@ maritaca::model_config make_config(const options& o) {
   cfg.base_url = o.base_url;
   cfg.ca_file = o.ca_file;
   cfg.io_threads = o.io_threads;
+  if (o.io_spin_us) cfg.io_idle_spin = std::chrono::microseconds(*o.io_spin_us);
+  if (o.scheduler_spin_us)
+    cfg.scheduler_idle_spin = std::chrono::microseconds(*o.scheduler_spin_us);
   if (o.stream_window)
     cfg.stream_window = static_cast<uint32_t>(*o.stream_window);
   cfg.retry.max_retries = 0;

@@ -2,6 +2,7 @@
 
 #include "maritaca/limiter.hpp"
 
+#include "spinning_sharing.hpp"
 #include "stream_receive.hpp"
 
 #include <caf/actor_system_config.hpp>
@@ -43,6 +44,7 @@ struct chat_model::runtime {
   void start(const model_config& cfg) {
     transport::client_config cc;
     cc.io_threads = cfg.io_threads;
+    cc.idle_spin = cfg.io_idle_spin;
     cc.ca_file = cfg.ca_file;
     cc.verify_peer = cfg.verify_peer;
     cc.proxy = cfg.proxy;
@@ -144,6 +146,16 @@ chat_model::chat_model(model_config cfg)
   auto threads = config_->scheduler_threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   own_cfg.set("scheduler.max-threads", threads);
+  if (auto spin = config_->scheduler_idle_spin; spin.count() > 0) {
+    // CAF builds the scheduler from the config unless a module factory
+    // made one already.
+    own_cfg.module_factories.push_back(
+        [spin](caf::actor_system& sys) -> caf::actor_system::module* {
+          auto* sched = new detail::spinning_coordinator(sys);
+          sched->data().spin = spin;
+          return sched;
+        });
+  }
   if (config_->limits.cluster.enabled()) configure_cluster(own_cfg);
   owner_->sys = std::make_unique<caf::actor_system>(own_cfg);
   rt_->sys = owner_->sys.get();

@@ -65,6 +65,31 @@ TEST_CASE("a model that owns its actor system works standalone") {
   CHECK_FALSE(r->content().empty());
 }
 
+TEST_CASE("a model's own threads poll at most their idle spin and then block") {
+  test::sim_process sim;
+  for (auto spin : {0us, 100us, 5'000us}) {
+    CAPTURE(spin.count());
+    auto cfg = sim_config(sim);
+    cfg.scheduler_idle_spin = spin;
+    cfg.io_idle_spin = spin;
+    cfg.scheduler_threads = 2;
+    chat_model model{cfg};
+    auto r = model.invoke("What is the capital of Brazil?");
+    REQUIRE(r);
+    CHECK(r->content().find("Brasília") != std::string::npos);
+    auto stream = model.stream("Hello!");
+    std::size_t chunks = 0;
+    for (auto& chunk : stream) {
+      (void)chunk;
+      ++chunks;
+    }
+    REQUIRE(stream.result());
+    CHECK(chunks > 1);
+    // A worker or I/O thread that kept polling would use the whole window.
+    CHECK(test::idle_cpu(50ms, 300ms) < 100ms);
+  }
+}
+
 TEST_CASE("stream delivers chunks before the answer ends") {
   test::sim_process sim{{"--token-delay-ms", "20"}};
   test::test_system ts;

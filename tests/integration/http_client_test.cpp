@@ -823,3 +823,35 @@ TEST_CASE("the total deadline also bounds the wait for a connection") {
   REQUIRE(first->wait_end(10s));
   CHECK(first->what.which == deadline::first_byte);
 }
+
+TEST_CASE("idle I/O threads poll at most idle_spin and then block") {
+  test::sim_process sim;
+  for (auto spin : {0us, 50us, 5'000us}) {
+    for (std::size_t threads : {1u, 2u}) {
+      CAPTURE(spin.count(), threads);
+      client_config cfg;
+      cfg.idle_spin = spin;
+      cfg.io_threads = threads;
+      http_client client{cfg};
+      // One at a time (between them the threads poll, if they do) ...
+      for (int i = 0; i < 3; ++i) {
+        auto rec = run(client, chat_request(sim.base_url(), i % 2 == 1));
+        CHECK(rec->dones == 1);
+      }
+      // ... and more at once than there are threads (they do not).
+      std::vector<std::shared_ptr<recorder>> recs;
+      for (int i = 0; i < 6; ++i) {
+        recs.push_back(std::make_shared<recorder>());
+        client.start(
+            chat_request(sim.base_url(), true, {{"x-sim-token-delay-ms", "1"}}),
+            recs.back());
+      }
+      for (auto& rec : recs) {
+        REQUIRE(rec->wait_end());
+        CHECK(rec->dones == 1);
+      }
+      // A thread that kept polling would use the whole window.
+      CHECK(test::idle_cpu(50ms, 300ms) < 100ms);
+    }
+  }
+}

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -130,6 +131,24 @@ std::string sim_process::origin() const {
 int sim_process::port() const {
   auto o = origin();
   return std::atoi(o.substr(o.rfind(':') + 1).c_str());
+}
+
+namespace {
+
+std::chrono::nanoseconds process_cpu() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec};
+}
+
+} // namespace
+
+std::chrono::nanoseconds idle_cpu(std::chrono::milliseconds settle,
+                                  std::chrono::milliseconds window) {
+  std::this_thread::sleep_for(settle);
+  auto before = process_cpu();
+  std::this_thread::sleep_for(window);
+  return process_cpu() - before;
 }
 
 int free_port() {

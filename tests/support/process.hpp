@@ -5,6 +5,7 @@
 /// maritaca-gateway, maritaca) as a child process on loopback, and makes
 /// self-signed certificates with the openssl CLI.
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -115,6 +116,13 @@ int http_get(int port, const std::string& target, std::string& body);
 /// (each ending in "\r\n").
 int http_post(int port, const std::string& target, const std::string& json,
               std::string& body, const std::string& extra_headers = {});
+
+/// The CPU time this process uses during `window` while the test thread
+/// sleeps, after waiting `settle` first. Shows threads that keep polling
+/// (or spinning) when there is nothing to do: such a thread uses about the
+/// whole window, idle ones next to nothing.
+std::chrono::nanoseconds idle_cpu(std::chrono::milliseconds settle,
+                                  std::chrono::milliseconds window);
 
 /// Returns a port of 127.0.0.1 that nothing listens on right now (the
 /// kernel's choice of a free one); throws when none can be found.

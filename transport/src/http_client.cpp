@@ -552,6 +552,15 @@ public:
   void drop_idle(const connection_ptr& conn, uint64_t gen);
 
 private:
+  /// The loop of each I/O thread: runs the I/O context until it stops.
+  void run_io();
+
+  /// Records the number of running exchanges for `run_io` (called with
+  /// `mtx_` held, after `exchanges_` changed).
+  void note_running_locked() noexcept {
+    running_.store(exchanges_.size(), std::memory_order_relaxed);
+  }
+
   /// Validates `req` and fills `ex`; returns an invalid_argument failure.
   failure prepare(request& req, exchange& ex) const;
 
@@ -586,6 +595,8 @@ private:
   uint64_t next_idle_gen_ = 0;
   std::unordered_map<std::string, origin_pool> pools_;
   std::unordered_map<exchange_id, exchange_ptr> exchanges_;
+  /// `exchanges_.size()`, readable without `mtx_`.
+  std::atomic<std::size_t> running_{0};
 };
 
 // -- connection ---------------------------------------------------------------
@@ -1081,13 +1092,43 @@ client_core::client_core(client_config cfg)
     threads_.emplace_back([this] {
       for (;;) {
         try {
-          ioc_.run();
+          run_io();
           return;
         } catch (...) {
           // An observer threw; keep the I/O thread alive.
         }
       }
     });
+}
+
+// An idle I/O thread blocks in epoll_wait. The next request usually comes
+// from an actor a few microseconds after the previous response went out,
+// and waking a blocked thread costs an epoll_ctl on Asio's eventfd, a
+// futex-like wake-up and two context switches. While it polls, Asio skips
+// that interrupt (the reactor is not blocked) and the post is picked up by
+// the next poll, as is a response that arrives meanwhile. Polling pays
+// only when an I/O thread would otherwise sleep on every hand-off: with
+// more exchanges running than there are I/O threads, sockets keep the
+// threads busy and each wake-up serves several events, while polling
+// would take the cores the server and the actors need.
+void client_core::run_io() {
+  const auto spin = cfg_.idle_spin;
+  if (spin.count() <= 0) {
+    ioc_.run();
+    return;
+  }
+  const auto few = cfg_.io_threads;
+  for (;;) {
+    auto until = clock_type::now() + spin;
+    while (!ioc_.stopped() && running_.load(std::memory_order_relaxed) <= few) {
+      if (ioc_.poll() > 0)
+        until = clock_type::now() + spin;
+      else if (clock_type::now() >= until)
+        break;
+    }
+    // Blocks for the next handler; 0 once the context stopped.
+    if (ioc_.run_one() == 0) return;
+  }
 }
 
 ssl::context& client_core::tls_context() {
@@ -1140,6 +1181,7 @@ client_core::~client_core() {
   for (auto& ex : running)
     ex->conn.reset();
   exchanges_.clear();
+  note_running_locked();
   pools_.clear();
 }
 
@@ -1224,6 +1266,7 @@ exchange_id client_core::start(request req, std::shared_ptr<observer> obs) {
       return id;
     }
     exchanges_.emplace(id, ex);
+    note_running_locked();
     if (ex->limits.total.count() > 0)
       ex->total_deadline = clock_type::now() + ex->limits.total;
     conn = assign_locked(ex, to_close);
@@ -1287,6 +1330,7 @@ void client_core::abort(const exchange_ptr& ex, failure what) {
       std::erase(waiting, ex);
       ex->state = exchange::phase::done;
       exchanges_.erase(ex->id);
+      note_running_locked();
     } else {
       conn = ex->conn;
     }
@@ -1356,6 +1400,7 @@ bool client_core::mark_done(exchange& ex, failure* what) {
     ex.state = exchange::phase::done;
     ex.conn.reset();
     exchanges_.erase(ex.id);
+    note_running_locked();
     if (what && ex.abort) {
       auto started = what->response_started;
       *what = *ex.abort;

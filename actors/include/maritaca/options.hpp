@@ -145,6 +145,16 @@ struct model_config {
   /// actors only pass messages between the caller and the I/O threads, and
   /// one worker runs a whole chain of them without waking another thread.
   std::size_t scheduler_threads = 1;
+  /// How long an idle scheduler worker of the model's own actor system
+  /// keeps looking at its queue before it blocks (the `chat_model(
+  /// model_config)` constructor): the answer of the I/O thread then finds
+  /// the worker awake instead of waking it. Costs up to this much CPU after
+  /// each burst of work. 0: CAF's work sharing as is.
+  std::chrono::microseconds scheduler_idle_spin{100};
+  /// How long an idle I/O thread keeps polling before it blocks, while at
+  /// most one exchange per I/O thread runs (transport::client_config::
+  /// idle_spin). 0: block at once.
+  std::chrono::microseconds io_idle_spin{50};
   /// HTTP proxy, `http://[user:password@]host[:port]` (env `HTTPS_PROXY`
   /// in `from_env`); empty: direct. Connections are tunneled with
   /// `CONNECT`, so TLS stays end to end (see transport::client_config).

@@ -58,6 +58,12 @@ struct timeouts {
 struct client_config {
   /// Threads running the I/O context.
   std::size_t io_threads = 1;
+  /// How long an idle I/O thread keeps polling for work before it blocks,
+  /// while no more exchanges run than there are I/O threads (at one
+  /// connection, a blocked thread adds a wake-up to every request and
+  /// response; see docs/performance.md). Costs up to this much CPU after
+  /// each burst of work. 0: block at once.
+  std::chrono::microseconds idle_spin{50};
   /// Upper bound of open connections per origin (scheme, host, port). An
   /// exchange beyond it waits for a connection to come back.
   std::size_t max_connections_per_origin = 256;
