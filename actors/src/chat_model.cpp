@@ -23,6 +23,20 @@ void configure(caf::actor_system_config& cfg) {
   add_error_category(cfg);
 }
 
+void use_polling_scheduler(caf::actor_system_config& cfg,
+                           std::chrono::microseconds spin) {
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  if (spin.count() <= 0) return;
+  // CAF builds the scheduler from the config unless a module factory made
+  // one already.
+  cfg.module_factories.push_back(
+      [spin](caf::actor_system& sys) -> caf::actor_system::module* {
+        auto* sched = new detail::spinning_coordinator(sys);
+        sched->data().spin = spin;
+        return sched;
+      });
+}
+
 // -- runtime
 // --------------------------------------------------------------------
 
@@ -141,21 +155,13 @@ chat_model::chat_model(model_config cfg)
   // variable and wake as a message arrives. The actors of an ask (caller,
   // dispatcher, request, transport, subscriber) hand messages to each other:
   // on one worker that is a queue push; across workers, a futex wake-up
-  // and a context switch each (docs/performance.md).
-  own_cfg.set("scheduler.policy", caf::atom("sharing"));
+  // and a context switch each. An idle worker looks at the queue for
+  // `scheduler_idle_spin` before it blocks, so the I/O thread's answer
+  // rarely has to wake it (docs/performance.md).
+  use_polling_scheduler(own_cfg, config_->scheduler_idle_spin);
   auto threads = config_->scheduler_threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   own_cfg.set("scheduler.max-threads", threads);
-  if (auto spin = config_->scheduler_idle_spin; spin.count() > 0) {
-    // CAF builds the scheduler from the config unless a module factory
-    // made one already.
-    own_cfg.module_factories.push_back(
-        [spin](caf::actor_system& sys) -> caf::actor_system::module* {
-          auto* sched = new detail::spinning_coordinator(sys);
-          sched->data().spin = spin;
-          return sched;
-        });
-  }
   if (config_->limits.cluster.enabled()) configure_cluster(own_cfg);
   owner_->sys = std::make_unique<caf::actor_system>(own_cfg);
   rt_->sys = owner_->sys.get();

@@ -6,6 +6,9 @@
 #include "support/actors.hpp"
 
 #include <caf/all.hpp>
+#include <caf/policy/work_sharing.hpp>
+#include <caf/policy/work_stealing.hpp>
+#include <caf/scheduler/coordinator.hpp>
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -88,6 +91,32 @@ TEST_CASE("a model's own threads poll at most their idle spin and then block") {
     // A worker or I/O thread that kept polling would use the whole window.
     CHECK(test::idle_cpu(50ms, 300ms) < 100ms);
   }
+}
+
+TEST_CASE("use_polling_scheduler serves a caller's own actor system") {
+  using sharing = caf::scheduler::coordinator<caf::policy::work_sharing>;
+  using stealing = caf::scheduler::coordinator<caf::policy::work_stealing>;
+  {
+    // Without a spin it is CAF's work sharing itself.
+    caf::actor_system_config plain_cfg;
+    use_polling_scheduler(plain_cfg, 0us);
+    plain_cfg.set("scheduler.max-threads", 1);
+    caf::actor_system plain{plain_cfg};
+    CHECK(dynamic_cast<sharing*>(&plain.scheduler()) != nullptr);
+  }
+  test::sim_process sim;
+  caf::actor_system_config sys_cfg;
+  configure(sys_cfg);
+  use_polling_scheduler(sys_cfg, 5ms);
+  sys_cfg.set("scheduler.max-threads", 1);
+  caf::actor_system sys{sys_cfg};
+  // With one, neither of CAF's own schedulers.
+  CHECK(dynamic_cast<sharing*>(&sys.scheduler()) == nullptr);
+  CHECK(dynamic_cast<stealing*>(&sys.scheduler()) == nullptr);
+  chat_model model{sys, sim_config(sim)};
+  for (int i = 0; i < 3; ++i)
+    CHECK(model.invoke("What is 2+2?"));
+  CHECK(test::idle_cpu(50ms, 300ms) < 100ms);
 }
 
 TEST_CASE("stream delivers chunks before the answer ends") {

@@ -21,6 +21,7 @@
 #include <caf/expected.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <chrono>
 #include <future>
 #include <iterator>
 #include <memory>
@@ -282,6 +283,15 @@ private:
 
 /// Prepares `cfg` for maritaca: registers the error category renderer.
 void configure(caf::actor_system_config& cfg);
+
+/// Gives the actor system made from `cfg` the scheduler of a model's own
+/// system: CAF's work sharing (one queue; idle workers block on a condition
+/// variable) whose idle workers first look at the queue for `spin` (see
+/// `model_config::scheduler_idle_spin`). Suits a system whose actors mostly
+/// pass messages to and from I/O threads; call it before the system is
+/// constructed. `spin` 0: plain work sharing.
+void use_polling_scheduler(caf::actor_system_config& cfg,
+                           std::chrono::microseconds spin);
 
 /// Waits for all futures and returns their values in order (the seed's
 /// `asyncio.gather`).
