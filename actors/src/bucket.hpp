@@ -1,8 +1,9 @@
 #pragma once
 
 /// @file
-/// Internal: a token bucket refilled continuously, shared by the dispatcher
-/// (local rate limits) and the cluster limiter (global ones).
+/// Internal: a token bucket refilled continuously and the rate budget of
+/// asks made of two, shared by the dispatcher (local rate limits) and the
+/// cluster limiter (global ones).
 
 #include <algorithm>
 #include <chrono>
@@ -66,6 +67,38 @@ private:
   double capacity_;
   double level_;
   clock_type::time_point last_;
+};
+
+/// The rate limits an ask passes: requests per minute and tokens per
+/// minute (the dispatcher's local limits, the cluster limiter's global
+/// ones). An ask takes one request and an estimate of its tokens, settled
+/// against what it really used once it ends.
+class rate_budget {
+public:
+  /// Limits per minute; 0 or less: unlimited.
+  explicit rate_budget(double requests_per_minute = 0,
+                       double tokens_per_minute = 0)
+      : requests_(requests_per_minute), tokens_(tokens_per_minute) {
+    // nop
+  }
+
+  /// How long until an ask of `tokens` fits both limits (0: now).
+  std::chrono::milliseconds wait_for(double tokens) {
+    return std::max(requests_.wait_for(1), tokens_.wait_for(tokens));
+  }
+
+  /// Takes one ask of `tokens`.
+  void take(double tokens) {
+    requests_.take(1);
+    tokens_.take(tokens);
+  }
+
+  /// Replaces the estimate `taken` of an ended ask by the tokens it `used`.
+  void settle(double taken, double used) { tokens_.settle(taken, used); }
+
+private:
+  bucket requests_;
+  bucket tokens_;
 };
 
 } // namespace maritaca::detail

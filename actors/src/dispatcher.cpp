@@ -27,7 +27,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-using detail::bucket;
+using detail::rate_budget;
 
 /// No deadline.
 constexpr auto never = clock_type::time_point::max();
@@ -109,8 +109,8 @@ struct dispatcher_state {
   std::unordered_map<caf::actor_addr, uint64_t> by_worker;
   /// Request actors waiting for their next ask (at most max_concurrency).
   std::vector<caf::actor> idle;
-  bucket requests;
-  bucket tokens;
+  /// The local rate limits (`limits::requests_per_minute`, ...).
+  rate_budget budget;
   bool tick_scheduled = false;
   /// When the armed deadline sweep fires (`never`: none armed) and the
   /// generation of that timer (older timers are ignored).
@@ -376,11 +376,9 @@ bool admissible(dispatcher_self* self, double estimate) {
   auto& st = self->state;
   if (st.cluster.status != cluster_status::none ||
       st.active.size() >= capacity(self) ||
-      st.requests.wait_for(1).count() > 0 ||
-      st.tokens.wait_for(estimate).count() > 0)
+      st.budget.wait_for(estimate).count() > 0)
     return false;
-  st.requests.take(1);
-  st.tokens.take(estimate);
+  st.budget.take(estimate);
   return true;
 }
 
@@ -393,7 +391,7 @@ void pump(dispatcher_self* self) {
     auto lane = st.ready.front();
     auto& q = st.lanes[lane];
     auto estimate = estimate_tokens(q.front().ask);
-    auto wait = std::max(st.requests.wait_for(1), st.tokens.wait_for(estimate));
+    auto wait = st.budget.wait_for(estimate);
     if (wait.count() > 0) {
       if (!st.tick_scheduled) {
         st.tick_scheduled = true;
@@ -411,8 +409,7 @@ void pump(dispatcher_self* self) {
       lease = cl.spare.back();
       cl.spare.pop_back();
     }
-    st.requests.take(1);
-    st.tokens.take(estimate);
+    st.budget.take(estimate);
     auto p = std::move(q.front());
     q.pop_front();
     st.ready.pop_front();
@@ -551,8 +548,8 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
     admission.max_concurrency =
         std::max<std::size_t>(admission.max_concurrency, 1);
     st.admission = admission;
-    st.requests = bucket{static_cast<double>(admission.requests_per_minute)};
-    st.tokens = bucket{static_cast<double>(admission.tokens_per_minute)};
+    st.budget = rate_budget{static_cast<double>(admission.requests_per_minute),
+                            static_cast<double>(admission.tokens_per_minute)};
     self->set_down_handler(
         [=](caf::down_msg& msg) { on_worker_down(self, msg); });
     // Cluster: admit nothing until the first attempt to join has ended.
@@ -662,7 +659,7 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           auto i = st.active.find(id);
           if (i == st.active.end()) return;
           if (used >= 0) {
-            st.tokens.settle(i->second.estimate, static_cast<double>(used));
+            st.budget.settle(i->second.estimate, static_cast<double>(used));
             i->second.estimate = static_cast<double>(used);
             i->second.settled = true;
           }

@@ -54,8 +54,8 @@ struct limiter_state {
   std::size_t in_use = 0;
   std::size_t max_in_use = 0;
   uint64_t expired = 0;
-  detail::bucket requests;
-  detail::bucket tokens;
+  /// The global rate limits.
+  detail::rate_budget budget;
   bool tick_scheduled = false;
 
   static inline const char* name = "maritaca.limiter";
@@ -89,7 +89,7 @@ void pump(limiter_self* self) {
       st.waiting.pop_front();
       continue;
     }
-    auto wait = std::max(st.requests.wait_for(1), st.tokens.wait_for(w.tokens));
+    auto wait = st.budget.wait_for(w.tokens);
     if (wait.count() > 0) {
       if (!st.tick_scheduled) {
         st.tick_scheduled = true;
@@ -97,8 +97,7 @@ void pump(limiter_self* self) {
       }
       return;
     }
-    st.requests.take(1);
-    st.tokens.take(w.tokens);
+    st.budget.take(w.tokens);
     i->second.leases[w.lease] =
         lease{w.tokens, clock_type::now() + st.cfg.lease_ttl};
     ++st.in_use;
@@ -115,7 +114,7 @@ void free_lease(limiter_self* self, client& c, uint64_t id, int64_t used) {
   auto& st = self->state;
   auto i = c.leases.find(id);
   if (i == c.leases.end()) return;
-  if (used >= 0) st.tokens.settle(i->second.tokens, static_cast<double>(used));
+  if (used >= 0) st.budget.settle(i->second.tokens, static_cast<double>(used));
   c.leases.erase(i);
   --st.in_use;
 }
@@ -153,8 +152,8 @@ caf::behavior limiter_impl(limiter_self* self, limiter_config cfg) {
   cfg.max_concurrency = std::max<std::size_t>(cfg.max_concurrency, 1);
   cfg.lease_ttl = std::max(cfg.lease_ttl, std::chrono::milliseconds{30});
   st.cfg = cfg;
-  st.requests = detail::bucket{static_cast<double>(cfg.requests_per_minute)};
-  st.tokens = detail::bucket{static_cast<double>(cfg.tokens_per_minute)};
+  st.budget = detail::rate_budget{static_cast<double>(cfg.requests_per_minute),
+                                  static_cast<double>(cfg.tokens_per_minute)};
   self->set_down_handler([=](caf::down_msg& msg) {
     // A client ended, or the connection to its node dropped.
     drop_client(self, msg.source);
