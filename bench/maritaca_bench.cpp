@@ -16,6 +16,8 @@
 #include "maritaca/limiter.hpp"
 #include "maritaca/session.hpp"
 
+#include "maritaca/apps/flags.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -33,10 +35,10 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -102,62 +104,78 @@ struct options {
   std::optional<std::size_t> stream_window;
 };
 
-std::size_t parse_count(const std::string& flag, const std::string& text) {
-  std::istringstream in{text};
-  long long value = -1;
-  if (!(in >> value) || !in.eof() || value < 0)
-    throw usage_error{flag + " expects a count, got '" + text + "'"};
-  return static_cast<std::size_t>(value);
+/// The current flag's value as a count (a non-negative integer); throws
+/// usage_error otherwise.
+std::size_t count(const maritaca::apps::flag_reader& args) {
+  std::size_t n = 0;
+  if (!maritaca::apps::parse_number<std::size_t>(
+          args.value(), n, 0, std::numeric_limits<std::size_t>::max()))
+    throw usage_error{args.bad_value()};
+  return n;
 }
 
 options parse(int argc, char** argv) {
+  static constexpr std::string_view with_value[] = {
+      "--base-url",
+      "--ca-file",
+      "--requests",
+      "--concurrency",
+      "--warmup",
+      "--chunks",
+      "--count",
+      "--scheduler-threads",
+      "--scheduler-policy",
+      "--relaxed-sleep-us",
+      "--io-threads",
+      "--io-spin-us",
+      "--scheduler-spin-us",
+      "--stream-window",
+  };
   options o;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    auto& a = args[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= args.size()) throw usage_error{a + " needs a value"};
-      return args[++i];
-    };
-    if (a == "-h" || a == "--help") {
+  maritaca::apps::flag_reader args{argc, argv};
+  while (args.next()) {
+    auto& flag = args.flag();
+    if (flag == "-h" || flag == "--help") {
       o.command = "help";
       return o;
-    } else if (a == "--base-url") {
-      o.base_url = value();
-    } else if (a == "--ca-file") {
-      o.ca_file = value();
-    } else if (a == "--requests") {
-      o.requests = parse_count(a, value());
-    } else if (a == "--concurrency") {
-      o.concurrency = parse_count(a, value());
-    } else if (a == "--warmup") {
-      o.warmup = parse_count(a, value());
-    } else if (a == "--chunks") {
-      o.chunks = static_cast<int64_t>(parse_count(a, value()));
-    } else if (a == "--count") {
-      o.count = parse_count(a, value());
-    } else if (a == "--scheduler-threads") {
-      o.scheduler_threads = parse_count(a, value());
-    } else if (a == "--scheduler-policy") {
-      o.scheduler_policy = value();
+    }
+    if (flag.empty() || flag[0] != '-') {
+      if (!o.command.empty()) throw usage_error{"unexpected argument " + flag};
+      o.command = flag;
+      continue;
+    }
+    std::string error;
+    if (!args.take_value(with_value, error)) throw usage_error{error};
+    if (flag == "--base-url") {
+      o.base_url = args.value();
+    } else if (flag == "--ca-file") {
+      o.ca_file = args.value();
+    } else if (flag == "--requests") {
+      o.requests = count(args);
+    } else if (flag == "--concurrency") {
+      o.concurrency = count(args);
+    } else if (flag == "--warmup") {
+      o.warmup = count(args);
+    } else if (flag == "--chunks") {
+      o.chunks = static_cast<int64_t>(count(args));
+    } else if (flag == "--count") {
+      o.count = count(args);
+    } else if (flag == "--scheduler-threads") {
+      o.scheduler_threads = count(args);
+    } else if (flag == "--scheduler-policy") {
+      o.scheduler_policy = args.value();
       if (o.scheduler_policy != "stealing" && o.scheduler_policy != "sharing")
         throw usage_error{"--scheduler-policy is stealing or sharing"};
-    } else if (a == "--relaxed-sleep-us") {
-      o.relaxed_sleep_us = parse_count(a, value());
-    } else if (a == "--io-threads") {
-      o.io_threads = parse_count(a, value());
-    } else if (a == "--io-spin-us") {
-      o.io_spin_us = parse_count(a, value());
-    } else if (a == "--scheduler-spin-us") {
-      o.scheduler_spin_us = parse_count(a, value());
-    } else if (a == "--stream-window") {
-      o.stream_window = parse_count(a, value());
-    } else if (!a.empty() && a[0] == '-') {
-      throw usage_error{"unknown option " + a};
-    } else if (o.command.empty()) {
-      o.command = a;
-    } else {
-      throw usage_error{"unexpected argument " + a};
+    } else if (flag == "--relaxed-sleep-us") {
+      o.relaxed_sleep_us = count(args);
+    } else if (flag == "--io-threads") {
+      o.io_threads = count(args);
+    } else if (flag == "--io-spin-us") {
+      o.io_spin_us = count(args);
+    } else if (flag == "--scheduler-spin-us") {
+      o.scheduler_spin_us = count(args);
+    } else if (flag == "--stream-window") {
+      o.stream_window = count(args);
     }
   }
   if (o.concurrency == 0) throw usage_error{"--concurrency must be at least 1"};

@@ -19,6 +19,8 @@
 #include "maritaca/tools.hpp"
 #include "maritaca/transport/wire.hpp"
 
+#include "maritaca/apps/flags.hpp"
+
 #include "server.hpp"
 
 #include <caf/actor_system.hpp>
@@ -29,6 +31,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -112,84 +115,103 @@ struct usage_error {
   std::string what;
 };
 
+/// Parses `value` as a number of the current flag into `out`, within
+/// [`min`, `max`]; throws usage_error otherwise.
 template <class T>
-T parse_number(const std::string& flag, const std::string& text) {
-  std::istringstream in{text};
-  T value{};
-  if (!(in >> value) || !in.eof())
-    throw usage_error{flag + " expects a number, got '" + text + "'"};
-  return value;
+void number(const maritaca::apps::flag_reader& args, T& out,
+            T min = std::numeric_limits<T>::lowest(),
+            T max = std::numeric_limits<T>::max()) {
+  if (!maritaca::apps::parse_number<T>(args.value(), out, min, max))
+    throw usage_error{args.bad_value()};
 }
 
 cli_options parse(int argc, char** argv) {
+  static constexpr std::string_view with_value[] = {
+      "--base-url",
+      "--api-key",
+      "--model",
+      "--system",
+      "--temperature",
+      "--max-tokens",
+      "--timeout",
+      "--max-retries",
+      "--ca-file",
+      "--proxy",
+      "--concurrency",
+      "--cluster-join",
+      "--cluster-fallback",
+      "--tools",
+      "--tool-choice",
+      "--response-format",
+      "--schema",
+  };
   cli_options o;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    auto& a = args[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= args.size()) throw usage_error{a + " needs a value"};
-      return args[++i];
-    };
-    if (a == "-h" || a == "--help") {
+  maritaca::apps::flag_reader args{argc, argv};
+  while (args.next()) {
+    auto& flag = args.flag();
+    if (flag == "-h" || flag == "--help") {
       o.command = "help";
       return o;
-    } else if (a == "--base-url") {
-      o.base_url = value();
-    } else if (a == "--api-key") {
-      o.api_key = value();
-    } else if (a == "--model") {
-      o.model = value();
-    } else if (a == "--system") {
-      o.system_prompt = value();
-    } else if (a == "--temperature") {
-      o.temperature = parse_number<double>(a, value());
-    } else if (a == "--max-tokens") {
-      o.max_tokens = parse_number<int64_t>(a, value());
-    } else if (a == "--timeout") {
-      o.timeout_s = parse_number<double>(a, value());
+    } else if (flag == "--stream") {
+      o.stream = true;
+      continue;
+    } else if (flag == "--json") {
+      o.json = true;
+      continue;
+    } else if (flag.size() < 2 || flag[0] != '-') {
+      // A word (or "-" for stdin): the command, then its arguments.
+      if (o.command.empty())
+        o.command = flag;
+      else
+        o.args.push_back(flag);
+      continue;
+    }
+    std::string error;
+    if (!args.take_value(with_value, error)) throw usage_error{error};
+    auto& value = args.value();
+    if (flag == "--base-url") {
+      o.base_url = value;
+    } else if (flag == "--api-key") {
+      o.api_key = value;
+    } else if (flag == "--model") {
+      o.model = value;
+    } else if (flag == "--system") {
+      o.system_prompt = value;
+    } else if (flag == "--temperature") {
+      number(args, o.temperature.emplace());
+    } else if (flag == "--max-tokens") {
+      number<int64_t>(args, o.max_tokens.emplace(), 1);
+    } else if (flag == "--timeout") {
+      number(args, o.timeout_s.emplace());
       if (*o.timeout_s <= 0) throw usage_error{"--timeout must be positive"};
-    } else if (a == "--max-retries") {
-      o.max_retries = parse_number<uint32_t>(a, value());
-    } else if (a == "--ca-file") {
-      o.ca_file = value();
-    } else if (a == "--proxy") {
-      o.proxy = value();
-    } else if (a == "--concurrency") {
-      o.concurrency = parse_number<std::size_t>(a, value());
-      if (o.concurrency == 0)
-        throw usage_error{"--concurrency must be at least 1"};
-    } else if (a == "--cluster-join") {
-      o.cluster_join = value();
+    } else if (flag == "--max-retries") {
+      number(args, o.max_retries.emplace());
+    } else if (flag == "--ca-file") {
+      o.ca_file = value;
+    } else if (flag == "--proxy") {
+      o.proxy = value;
+    } else if (flag == "--concurrency") {
+      number<std::size_t>(args, o.concurrency, 1);
+    } else if (flag == "--cluster-join") {
+      o.cluster_join = value;
       std::string host;
       uint16_t port = 0;
       if (!maritaca::parse_host_port(o.cluster_join, host, port))
         throw usage_error{"--cluster-join wants HOST:PORT"};
-    } else if (a == "--cluster-fallback") {
-      o.cluster_fallback = parse_number<std::size_t>(a, value());
-      if (o.cluster_fallback == 0)
-        throw usage_error{"--cluster-fallback must be at least 1"};
-    } else if (a == "--tools") {
-      o.tools_file = value();
-    } else if (a == "--tool-choice") {
-      o.tool_choice = value();
-    } else if (a == "--response-format") {
-      o.response_format = value();
+    } else if (flag == "--cluster-fallback") {
+      number<std::size_t>(args, o.cluster_fallback, 1);
+    } else if (flag == "--tools") {
+      o.tools_file = value;
+    } else if (flag == "--tool-choice") {
+      o.tool_choice = value;
+    } else if (flag == "--response-format") {
+      o.response_format = value;
       if (o.response_format == "json_object") o.response_format = "json";
       if (o.response_format != "text" && o.response_format != "json")
         throw usage_error{"--response-format expects text or json, got '" +
                           o.response_format + "'"};
-    } else if (a == "--schema") {
-      o.schema_file = value();
-    } else if (a == "--stream") {
-      o.stream = true;
-    } else if (a == "--json") {
-      o.json = true;
-    } else if (a.size() > 1 && a[0] == '-' && a != "-") {
-      throw usage_error{"unknown option " + a};
-    } else if (o.command.empty()) {
-      o.command = a;
-    } else {
-      o.args.push_back(a);
+    } else if (flag == "--schema") {
+      o.schema_file = value;
     }
   }
   return o;
