@@ -6,7 +6,10 @@
 /// a short while before it blocks. The reply to an ask usually arrives from
 /// the I/O thread within tens of microseconds; a worker still looking finds
 /// it without a futex wake-up and two context switches
-/// (docs/performance.md, "latency at one connection").
+/// (docs/performance.md, "latency at one connection"). A worker whose
+/// polls keep finding nothing polls rarely (`transport::poll_backoff`).
+
+#include "maritaca/transport/poll_backoff.hpp"
 
 #include <caf/policy/work_sharing.hpp>
 #include <caf/resumable.hpp>
@@ -32,29 +35,47 @@ public:
     std::chrono::nanoseconds spin{0};
   };
 
-  /// Takes the next job, polling the queue for up to `spin` before blocking.
+  /// Per worker: whether its polls have been paying off.
+  struct worker_data : work_sharing::worker_data {
+    using work_sharing::worker_data::worker_data;
+    transport::poll_backoff backoff;
+  };
+
+  /// Takes the next job; when there is none, polls the queue for up to
+  /// `spin` (unless recent polls found nothing) before blocking.
   template <class Worker>
   caf::resumable* dequeue(Worker* self) {
     auto& data = d(self->parent());
     if (data.spin.count() > 0) {
-      using clock = std::chrono::steady_clock;
-      auto until = clock::now() + data.spin;
-      do {
-        {
-          std::lock_guard<std::mutex> guard{data.lock};
-          if (!data.queue.empty()) {
-            auto* job = data.queue.front();
-            data.queue.pop_front();
+      if (auto* job = try_pop(data)) return job;
+      // Out of work.
+      auto& backoff = d(self).backoff;
+      if (backoff.should_poll()) {
+        using clock = std::chrono::steady_clock;
+        auto until = clock::now() + data.spin;
+        do {
+          relax();
+          if (auto* job = try_pop(data)) {
+            backoff.found();
             return job;
           }
-        }
-        relax();
-      } while (clock::now() < until);
+        } while (clock::now() < until);
+        backoff.missed();
+      }
     }
     return work_sharing::dequeue(self);
   }
 
 private:
+  /// The first job of the queue, if any.
+  static caf::resumable* try_pop(coordinator_data& data) {
+    std::lock_guard<std::mutex> guard{data.lock};
+    if (data.queue.empty()) return nullptr;
+    auto* job = data.queue.front();
+    data.queue.pop_front();
+    return job;
+  }
+
   // A few pause instructions between two looks keep the lock free for the
   // threads that enqueue.
   static void relax() noexcept {

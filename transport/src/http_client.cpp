@@ -12,6 +12,7 @@
 /// handler), so callbacks of one exchange never overlap.
 
 #include "maritaca/transport/http_client.hpp"
+#include "maritaca/transport/poll_backoff.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -1110,7 +1111,8 @@ client_core::client_core(client_config cfg)
 // only when an I/O thread would otherwise sleep on every hand-off: with
 // more exchanges running than there are I/O threads, sockets keep the
 // threads busy and each wake-up serves several events, while polling
-// would take the cores the server and the actors need.
+// would take the cores the server and the actors need. When polls keep
+// finding nothing (a slow stream), `poll_backoff` makes them rare.
 void client_core::run_io() {
   const auto spin = cfg_.idle_spin;
   if (spin.count() <= 0) {
@@ -1118,13 +1120,26 @@ void client_core::run_io() {
     return;
   }
   const auto few = cfg_.io_threads;
+  auto few_running = [&] {
+    return running_.load(std::memory_order_relaxed) <= few;
+  };
+  poll_backoff backoff;
   for (;;) {
-    auto until = clock_type::now() + spin;
-    while (!ioc_.stopped() && running_.load(std::memory_order_relaxed) <= few) {
-      if (ioc_.poll() > 0)
-        until = clock_type::now() + spin;
-      else if (clock_type::now() >= until)
-        break;
+    if (few_running() && backoff.should_poll()) {
+      bool found = false;
+      auto until = clock_type::now() + spin;
+      while (!ioc_.stopped() && few_running()) {
+        if (ioc_.poll() > 0) {
+          found = true;
+          until = clock_type::now() + spin;
+        } else if (clock_type::now() >= until) {
+          break;
+        }
+      }
+      if (found)
+        backoff.found();
+      else
+        backoff.missed();
     }
     // Blocks for the next handler; 0 once the context stopped.
     if (ioc_.run_one() == 0) return;

@@ -149,11 +149,13 @@ struct model_config {
   /// keeps looking at its queue before it blocks (the `chat_model(
   /// model_config)` constructor): the answer of the I/O thread then finds
   /// the worker awake instead of waking it. Costs up to this much CPU after
-  /// each burst of work. 0: CAF's work sharing as is.
+  /// each burst of work; after polls that found nothing, a worker polls
+  /// only now and then (transport::poll_backoff). 0: CAF's work sharing as
+  /// is.
   std::chrono::microseconds scheduler_idle_spin{100};
   /// How long an idle I/O thread keeps polling before it blocks, while at
   /// most one exchange per I/O thread runs (transport::client_config::
-  /// idle_spin). 0: block at once.
+  /// idle_spin), backing off like the workers. 0: block at once.
   std::chrono::microseconds io_idle_spin{50};
   /// HTTP proxy, `http://[user:password@]host[:port]` (env `HTTPS_PROXY`
   /// in `from_env`); empty: direct. Connections are tunneled with

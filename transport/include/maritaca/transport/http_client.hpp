@@ -62,7 +62,8 @@ struct client_config {
   /// while no more exchanges run than there are I/O threads (at one
   /// connection, a blocked thread adds a wake-up to every request and
   /// response; see docs/performance.md). Costs up to this much CPU after
-  /// each burst of work. 0: block at once.
+  /// each burst of work; after polls that found nothing, a thread polls
+  /// only now and then (poll_backoff). 0: block at once.
   std::chrono::microseconds idle_spin{50};
   /// Upper bound of open connections per origin (scheme, host, port). An
   /// exchange beyond it waits for a connection to come back.
