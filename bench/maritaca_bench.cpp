@@ -32,6 +32,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <future>
 #include <iostream>
@@ -49,9 +50,10 @@ using clock_type = std::chrono::steady_clock;
 constexpr const char* usage_text = R"(usage: maritaca-bench COMMAND [options]
 
 commands:
-  invoke     N non-streamed asks, C at once: req/s, p50_us, p99_us
+  invoke     N non-streamed asks, C at once: req/s, p50_us, p99_us,
+             cpu_ms (CPU time of the whole process while they ran)
   stream     N streamed asks, C at once, every chunk counted by a
-             subscriber actor: streams/s, chunks/s
+             subscriber actor: streams/s, chunks/s, cpu_ms
   sessions   N idle session actors: bytes_per_session (RSS growth / N)
   admit      N asks through the dispatcher, C at once, against a port
              that refuses connections (admission and failure paths only):
@@ -254,6 +256,14 @@ struct phase_result {
   std::string first_error;
 };
 
+/// CPU time used so far by all threads of this process (the client: the
+/// bench's actors, the model's scheduler and I/O threads).
+std::chrono::nanoseconds process_cpu() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
 double seconds(std::chrono::nanoseconds d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -337,7 +347,9 @@ int cmd_invoke(const options& o) {
         return 1;
       }
     }
+    auto cpu0 = process_cpu();
     auto r = run_invoke(model, o.requests, o.concurrency);
+    auto cpu = process_cpu() - cpu0;
     std::sort(r.latencies.begin(), r.latencies.end());
     auto ok = static_cast<double>(r.latencies.size());
     std::printf("req/s: %.0f\n", ok / seconds(r.elapsed));
@@ -345,6 +357,7 @@ int cmd_invoke(const options& o) {
                 static_cast<double>(quantile(r.latencies, 0.50)) / 1e3);
     std::printf("p99_us: %.1f\n",
                 static_cast<double>(quantile(r.latencies, 0.99)) / 1e3);
+    std::printf("cpu_ms: %.1f\n", seconds(cpu) * 1e3);
     std::printf("errors: %" PRIu64 "\n", r.errors);
     std::fflush(stdout);
     if (r.errors > 0) {
@@ -461,7 +474,9 @@ int cmd_stream(const options& o) {
         return 1;
       }
     }
+    auto cpu0 = process_cpu();
     auto r = run_stream(model, o.requests, o.concurrency);
+    auto cpu = process_cpu() - cpu0;
     std::sort(r.latencies.begin(), r.latencies.end());
     auto s = seconds(r.elapsed);
     auto ok = static_cast<double>(r.latencies.size());
@@ -471,6 +486,7 @@ int cmd_stream(const options& o) {
                 ok > 0 ? static_cast<double>(r.chunks) / ok : 0.0);
     std::printf("p50_us: %.1f\n",
                 static_cast<double>(quantile(r.latencies, 0.50)) / 1e3);
+    std::printf("cpu_ms: %.1f\n", seconds(cpu) * 1e3);
     std::printf("errors: %" PRIu64 "\n", r.errors);
     std::fflush(stdout);
     if (r.errors > 0) {
