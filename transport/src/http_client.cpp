@@ -1127,18 +1127,21 @@ void client_core::run_io() {
   for (;;) {
     if (few_running() && backoff.should_poll()) {
       bool found = false;
+      bool expired = false;
       auto until = clock_type::now() + spin;
       while (!ioc_.stopped() && few_running()) {
         if (ioc_.poll() > 0) {
           found = true;
           until = clock_type::now() + spin;
         } else if (clock_type::now() >= until) {
+          expired = true;
           break;
         }
       }
+      // Polling cut short by more exchanges (or a stop) is not a miss.
       if (found)
         backoff.found();
-      else
+      else if (expired)
         backoff.missed();
     }
     // Blocks for the next handler; 0 once the context stopped.

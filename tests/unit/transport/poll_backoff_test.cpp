@@ -62,3 +62,14 @@ TEST_CASE("one poll that finds work ends the back-off") {
   CHECK(rounds(b, 3, true) == "ppp");
   CHECK(rounds(b, 4, false) == "p-p-");
 }
+
+TEST_CASE("a poll cut short without an outcome leaves the back-off as it was") {
+  poll_backoff b;
+  CHECK(rounds(b, 3, false) == "p-p");
+  // Two rounds without a poll are pending; a poll with no report adds none.
+  CHECK(rounds(b, 2, false) == "--");
+  CHECK(b.should_poll());
+  CHECK(b.should_poll());
+  // The back-off still stands at 2: the next miss makes it 4.
+  CHECK(rounds(b, 6, false) == "p----p");
+}

@@ -23,7 +23,9 @@ public:
   static constexpr uint32_t max_skip = 64;
 
   /// The thread ran out of work: whether to poll before blocking. After
-  /// `true`, report the outcome with `found` or `missed`.
+  /// `true`, report the outcome with `found` or `missed` (or nothing, when
+  /// the poll ended for another reason than finding work or running out of
+  /// time).
   bool should_poll() noexcept {
     if (skip_ == 0) return true;
     --skip_;
