@@ -12,6 +12,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -48,6 +49,37 @@ maritaca::model_config make_model_config(const gw::options& o) {
 
 const char* get_env(const char* name) {
   return std::getenv(name);
+}
+
+/// Graceful shutdown: stop accepting and let the answers in progress
+/// finish for up to `drain`; then end the rest (streams get an error
+/// event, queued asks 503 -- the service maps the cancellations), give
+/// those last bytes a moment, and close what is left. Every step is told
+/// on stderr.
+void shut_down(gw::http_server& srv, gw::service& svc,
+               maritaca::chat_model& model, std::chrono::milliseconds drain) {
+  using namespace std::chrono_literals;
+  auto open = srv.connections();
+  std::cerr << "maritaca-gateway: shutting down: " << open
+            << " connection(s) open, answers in progress get up to "
+            << drain.count() / 1000.0 << " s\n";
+  auto left = open > 0 ? srv.drain(drain) : 0;
+  if (left > 0)
+    std::cerr << "maritaca-gateway: " << left
+              << " connection(s) still answering after the drain period: "
+                 "ending their streams with an error event, queued asks "
+                 "with 503\n";
+  // Shutdown order: end sessions and the model's asks (the service answers
+  // them), let those answers go out, close every connection, and only
+  // after every actor is done drop the server their responders point into.
+  svc.shutdown();
+  model.shutdown();
+  if (left > 0) left = srv.drain(2s);
+  srv.stop();
+  if (left > 0)
+    std::cerr << "maritaca-gateway: closed " << left
+              << " connection(s) that did not finish\n";
+  std::cerr << "maritaca-gateway: stopped\n";
 }
 
 } // namespace
@@ -100,7 +132,8 @@ int main(int argc, char** argv) {
     routes->set_access_log(opts.access_log);
     svc->mount(*routes);
     srv = std::make_unique<gw::http_server>(opts.server,
-                                            gw::router::as_handler(routes));
+                                            gw::router::as_handler(routes),
+                                            gw::router::as_head_check(routes));
     try {
       auto url = srv->start();
       // The one stdout line: whoever started us waits for it.
@@ -111,12 +144,13 @@ int main(int argc, char** argv) {
       std::cerr << "maritaca-gateway: " << e.what() << '\n';
       rc = 1;
     }
-    // Shutdown order: close every connection (handlers hear about it),
-    // end sessions and the model, wait for every actor, and only then drop
-    // the server that their responders point into.
-    srv->stop();
-    svc->shutdown();
-    model.shutdown();
+    if (rc == 0) {
+      shut_down(*srv, *svc, model, opts.drain_timeout);
+    } else {
+      srv->stop();
+      svc->shutdown();
+      model.shutdown();
+    }
   }
   sys.await_all_actors_done();
   srv.reset();

@@ -5,6 +5,7 @@
 #include "hash.hpp"
 #include "stats.hpp"
 
+#include "maritaca/apps/http_guard.hpp"
 #include "maritaca/apps/listener.hpp"
 #include "maritaca/transport/sse_parser.hpp"
 #include "maritaca/transport/wire.hpp"
@@ -248,7 +249,8 @@ public:
   /// A plain connection.
   session(tcp::socket&& socket, shared_state& state) requires(!is_tls)
       : stream_(std::move(socket)), state_(state),
-        timer_(stream_.get_executor()), watchdog_(stream_.get_executor()) {
+        timer_(stream_.get_executor()), watchdog_(stream_.get_executor()),
+        buffer_(apps::read_buffer_limit(header_limit)) {
     // nop
   }
 
@@ -256,7 +258,8 @@ public:
   session(tcp::socket&& socket, ssl::context& ctx,
           shared_state& state) requires(is_tls)
       : stream_(std::move(socket), ctx), state_(state),
-        timer_(stream_.get_executor()), watchdog_(stream_.get_executor()) {
+        timer_(stream_.get_executor()), watchdog_(stream_.get_executor()),
+        buffer_(apps::read_buffer_limit(header_limit)) {
     // nop
   }
 
@@ -302,26 +305,39 @@ private:
         beast::bind_front_handler(&session::on_read_header, self()));
   }
 
-  /// Answers a request over a size limit (413 or 431, then closes).
-  /// Returns false when `ec` is no such error.
-  bool refuse_too_large(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      send_error(http::status::payload_too_large, "body too large", false);
-      return true;
-    }
-    if (ec == http::error::header_limit) {
-      send_error(http::status::request_header_fields_too_large,
-                 "header too large", false);
-      return true;
-    }
-    return false;
+  /// A read failed: answers what can be answered (limits, malformed
+  /// requests; then closes), closes on the rest.
+  void read_failed(beast::error_code ec, const char* what) {
+    if (auto r = apps::refusal_for(ec, body_limit))
+      return refuse(std::move(*r));
+    fail(ec, what);
+  }
+
+  /// Answers an unreadable request and closes afterwards.
+  void refuse(apps::refusal r) {
+    head_only_ = false;
+    send_error(static_cast<http::status>(r.status), std::move(r.message),
+               false);
   }
 
   void on_read_header(beast::error_code ec, std::size_t) {
-    if (closed_ || refuse_too_large(ec)) return;
-    if (ec) return fail(ec, "read header");
+    if (closed_) return;
+    if (ec) return read_failed(ec, "read header");
     auto& req = parser_->get();
-    if (beast::iequals(req[http::field::expect], "100-continue")) {
+    version_ = req.version();
+    head_only_ = req.method() == http::verb::head;
+    if (auto r = apps::check_framing(req, version_, parser_->chunked()))
+      return refuse(std::move(*r));
+    // A request without the key gets its 401 before its body is read (or
+    // invited): nobody unauthorized makes the server hold a body.
+    if (!parser_->is_done() && is_protected(path_of(req.target())) &&
+        !authorized()) {
+      keep_alive_ = false;
+      return send_error(http::status::unauthorized,
+                        "Invalid or missing API key", false);
+    }
+    if (!parser_->is_done() &&
+        beast::iequals(req[http::field::expect], "100-continue")) {
       // Let clients that wait for it send the body now.
       static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
       lowest().expires_after(request_timeout);
@@ -338,14 +354,15 @@ private:
   }
 
   void read_body() {
+    if (parser_->is_done()) return handle_request();
     lowest().expires_after(request_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&session::on_read, self()));
   }
 
   void on_read(beast::error_code ec, std::size_t) {
-    if (closed_ || refuse_too_large(ec)) return;
-    if (ec) return fail(ec, "read");
+    if (closed_) return;
+    if (ec) return read_failed(ec, "read");
     handle_request();
   }
 
@@ -368,13 +385,14 @@ private:
   /// leaves is noticed at once. Bytes that arrive (a pipelined request) are
   /// kept for the next request.
   void watch_peer() {
-    if (watching_ || closed_) return;
+    auto room = apps::read_room(buffer_);
+    if (watching_ || closed_ || room == 0) return;
     watching_ = true;
     // The watch read must not inherit a timeout: stalls and idle waits have
     // their own timer.
     lowest().expires_never();
     stream_.async_read_some(
-        buffer_.prepare(4096),
+        buffer_.prepare(room),
         beast::bind_front_handler(&session::on_watch, self()));
   }
 
@@ -405,6 +423,8 @@ private:
     version_ = req.version();
     auto path = path_of(req.target());
     auto method = req.method();
+    // HEAD is GET without the body (`send` leaves it out).
+    if (method == http::verb::head) method = http::verb::get;
     if (path == "/api/chat/completions" || path == "/v1/chat/completions") {
       if (method != http::verb::post) return send_method_not_allowed("POST");
       return on_chat();
@@ -423,6 +443,12 @@ private:
       return send_json(http::status::ok, state_.counters.to_json());
     }
     send_error(http::status::not_found, "Not Found");
+  }
+
+  /// Whether `path` needs the API key.
+  static bool is_protected(std::string_view path) {
+    return path == "/api/chat/completions" || path == "/v1/chat/completions" ||
+           path == "/api/models" || path == "/v1/models";
   }
 
   bool authorized() {
@@ -582,6 +608,8 @@ private:
   void send(http::response<http::string_body>&& res) {
     res.keep_alive(keep_alive_);
     res.prepare_payload();
+    // A HEAD answer has the fields of the GET answer, and no body.
+    if (head_only_) res.body().clear();
     res_.emplace(std::move(res));
     lowest().expires_after(write_timeout);
     http::async_write(stream_, *res_,
@@ -1018,6 +1046,8 @@ private:
   std::array<char, 512> drain_buf_;
   unsigned version_ = 11;
   bool keep_alive_ = true;
+  /// The request is HEAD: its answer goes without a body.
+  bool head_only_ = false;
   bool closed_ = false;
   /// A watch read is pending.
   bool watching_ = false;

@@ -782,15 +782,14 @@ TEST_CASE("a flood of slow and half-open connections does not stop others") {
     CHECK(r.status == 200);
     CHECK(contains(r.body, "4"));
   }
-  SECTION("beyond the limit, the head timeout frees the slots") {
+  SECTION("beyond the limit, newcomers displace connections without a head") {
     for (int i = 0; i < 200; ++i) {
       auto c = std::make_unique<conn>(gw.port);
       c->send("GET /healthz HTTP/1.1\r\n");
       flood.push_back(std::move(c));
     }
-    // The gateway closes the flood's connections (over the limit at once,
-    // the others when their head times out) and serves again; the loop is
-    // bounded, so a gateway that stays stuck fails the check.
+    // A new client takes the slot of a flood connection still waiting for
+    // its head; the loop is bounded, so a gateway that stays stuck fails.
     auto deadline = clock_type::now() + 15s;
     bool served = false;
     while (!served && clock_type::now() < deadline) {
@@ -798,9 +797,10 @@ TEST_CASE("a flood of slow and half-open connections does not stop others") {
       if (!served) std::this_thread::sleep_for(100ms);
     }
     CHECK(served);
+    // Every flood connection ends: displaced, or by the head timeout (1 s).
     std::size_t closed = 0;
     for (auto& c : flood)
-      if (c->closed_within(100ms)) ++closed;
+      if (c->closed_within(3s)) ++closed;
     CHECK(closed == flood.size());
   }
 }

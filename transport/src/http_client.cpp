@@ -1519,9 +1519,20 @@ std::string_view find_header(const header_list& fields,
   return {};
 }
 
+std::string redact_userinfo(std::string_view url) {
+  auto sep = url.find("://");
+  auto start = sep == std::string_view::npos ? 0 : sep + 3;
+  auto end = url.find_first_of("/?#", start);
+  auto at = url.substr(0, end).rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string{url};
+  return std::string{url.substr(0, start)} + "***" +
+         std::string{url.substr(at)};
+}
+
 failure parse_url(std::string_view url, url_parts& out) {
   auto bad = [url](std::string_view why) {
-    std::string shown{url.substr(0, 200)};
+    // User info may hold a password: it is never shown.
+    auto shown = redact_userinfo(url.substr(0, 200));
     for (auto& c : shown)
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
     return make_failure(errc::invalid_argument,
@@ -1543,7 +1554,7 @@ failure parse_url(std::string_view url, url_parts& out) {
   if (auto hash = target.find('#'); hash != std::string_view::npos)
     target = target.substr(0, hash);
   if (authority.find('@') != std::string_view::npos)
-    return bad("user info is not supported");
+    return bad("user info (user:password@) is not supported");
   std::string_view host;
   std::string_view port_text;
   bool has_port = false;

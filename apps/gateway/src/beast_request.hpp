@@ -13,8 +13,14 @@
 
 namespace maritaca::gateway {
 
-/// Moves `msg` into a `request` from the peer `remote` ("ADDRESS:PORT"):
-/// the target splits into path and query at its first '?'.
+/// Copies the head of `msg` into a `request` from the peer `remote`
+/// ("ADDRESS:PORT"): the target splits into path and query at its first
+/// '?'; the body stays empty.
+request to_request_head(
+    const boost::beast::http::request<boost::beast::http::string_body>& msg,
+    std::string remote);
+
+/// Moves `msg` into a `request`: its head as `to_request_head`, its body.
 request
 to_request(boost::beast::http::request<boost::beast::http::string_body>&& msg,
            std::string remote);

@@ -87,6 +87,21 @@ bool is_token(std::string_view name) {
   return true;
 }
 
+/// Checks an upstream base URL (`what` names where it came from). The
+/// error never repeats user info: it may hold a password.
+bool check_upstream(std::string_view url, std::string_view what,
+                    std::string& error) {
+  transport::url_parts parts;
+  auto f = transport::parse_url(url, parts);
+  if (!f) return true;
+  error = std::string{what} + ": " + f.message;
+  if (url.substr(0, url.find_first_of("/?#", url.find("://") + 3)).find('@') !=
+      std::string_view::npos)
+    error += "; give the upstream key with --api-key-file or "
+             "MARITACA_API_KEY";
+  return false;
+}
+
 } // namespace
 
 std::string usage() {
@@ -105,18 +120,26 @@ upstream:
   --max-concurrency N     upstream requests at once (16)
   --max-queue N           asks waiting for a slot before 503 (10000)
   --max-retries N         retries of a failed upstream attempt (2)
-  --upstream-timeout S    deadline of one upstream attempt (600)
+  --upstream-timeout S    deadline of one upstream attempt (600); also
+                          caps the wait for its response head (60). With
+                          retries a client may wait (1 + retries) times it
   --ca-file FILE          extra trusted CA certificates (PEM)
 
 clients:
   --listen HOST:PORT      address to serve (127.0.0.1:8080; port 0 picks one)
-  --token T               bearer token clients must send (repeatable; also
-                          env MARITACA_GATEWAY_TOKENS, comma-separated)
-  --token-file FILE       bearer tokens, one per line
+  --token T               bearer token clients must send (repeatable).
+                          Visible to every user in `ps`: in production use
+                          --token-file or MARITACA_GATEWAY_TOKENS
+  --token-file FILE       bearer tokens, one per line (env
+                          MARITACA_GATEWAY_TOKENS: comma-separated)
   --max-body-bytes N      request body limit, larger gets 413 (1048576)
   --max-header-bytes N    request head limit, larger gets 431 (16384)
   --max-url-bytes N       request target limit, longer gets 414 (8192)
-  --max-connections N     connections at once (1024)
+  --max-connections N     connections at once (1024); at the cap a new
+                          one displaces one waiting for a request head
+  --max-connections-per-client N
+                          connections at once from one client address
+                          (256; 0: no cap; raise it behind a proxy)
   --header-timeout S      time for a request head to arrive (10)
   --body-timeout S        time for a request body to arrive (30)
   --idle-timeout S        keep-alive wait for the next request (60)
@@ -124,6 +147,8 @@ clients:
   --max-sessions N        chat sessions open at once (1000)
   --session-ttl S         idle lifetime of a session (1800)
   --threads N             I/O threads (1)
+  --drain-timeout S       on SIGTERM/SIGINT: time answers in progress get
+                          to finish before they are ended (10)
 
 cluster (one limit shared by several gateways, see docs/cluster.md):
   --cluster-listen HOST:PORT  hold the cluster's limiter, published here
@@ -156,6 +181,12 @@ parse_result parse_options(int argc, const char* const* argv,
   while (args.next()) {
     auto& flag = args.flag();
     if (flag == "--help" || flag == "-h") return parse_result::help;
+    if (flag == "--api-key") {
+      // A key on the command line is visible to every user in `ps`.
+      error = "--api-key is not accepted (visible in ps): use --api-key-file "
+              "FILE or the environment variable MARITACA_API_KEY";
+      return parse_result::error;
+    }
     if (flag == "--access-log") {
       out.access_log = true;
       continue;
@@ -181,6 +212,8 @@ parse_result parse_options(int argc, const char* const* argv,
         "--max-header-bytes",
         "--max-url-bytes",
         "--max-connections",
+        "--max-connections-per-client",
+        "--drain-timeout",
         "--header-timeout",
         "--body-timeout",
         "--idle-timeout",
@@ -202,7 +235,8 @@ parse_result parse_options(int argc, const char* const* argv,
     if (flag == "--listen") {
       ok = parse_listen(value, srv);
     } else if (flag == "--upstream") {
-      ok = value.rfind("http://", 0) == 0 || value.rfind("https://", 0) == 0;
+      if (!check_upstream(value, "--upstream", error))
+        return parse_result::error;
       out.upstream = value;
       upstream_given = true;
     } else if (flag == "--api-key-file") {
@@ -244,6 +278,11 @@ parse_result parse_options(int argc, const char* const* argv,
                                      std::size_t{1} << 24);
     } else if (flag == "--max-connections") {
       ok = parse_number<std::size_t>(value, srv.max_connections, 1, 1'000'000);
+    } else if (flag == "--max-connections-per-client") {
+      ok = parse_number<std::size_t>(value, srv.max_connections_per_client, 0,
+                                     1'000'000);
+    } else if (flag == "--drain-timeout") {
+      ok = parse_seconds(value, out.drain_timeout);
     } else if (flag == "--header-timeout") {
       ok = parse_seconds(value, srv.header_timeout);
     } else if (flag == "--body-timeout") {
@@ -283,8 +322,11 @@ parse_result parse_options(int argc, const char* const* argv,
     return parse_result::error;
   }
   if (!upstream_given)
-    if (auto base = env("MARITACA_API_BASE"); base && *base)
+    if (auto base = env("MARITACA_API_BASE"); base && *base) {
+      if (!check_upstream(base, "MARITACA_API_BASE", error))
+        return parse_result::error;
       out.upstream = base;
+    }
   if (auto list = env("MARITACA_GATEWAY_TOKENS"); list && *list)
     for (auto& t : split_list(list))
       out.tokens.push_back(std::move(t));

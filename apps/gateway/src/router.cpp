@@ -72,6 +72,22 @@ bool token_set::check(std::string_view authorization) const {
 // -- request accounting
 // ---------------------------------------------------------
 
+void log_line(std::string_view method, std::string_view path, int status,
+              std::chrono::steady_clock::time_point start,
+              std::string_view note) {
+  auto ms = std::chrono::duration<double, std::milli>(
+                std::chrono::steady_clock::now() - start)
+                .count();
+  auto m = std::string{method};
+  auto p = std::string{path};
+  if (note.empty())
+    std::fprintf(stderr, "maritaca-gateway: %s %s %d %.1fms\n", m.c_str(),
+                 p.c_str(), status, ms);
+  else
+    std::fprintf(stderr, "maritaca-gateway: %s %s %d %.1fms (%s)\n", m.c_str(),
+                 p.c_str(), status, ms, std::string{note}.c_str());
+}
+
 namespace {
 
 /// Wraps a responder to count the request (in flight while this lives; by
@@ -93,13 +109,7 @@ public:
     auto status = inner_->status();
     if (status == 0) status = 499;
     if (metrics_) metrics_->request_finished(route_, status);
-    if (log_) {
-      auto ms = std::chrono::duration<double, std::milli>(
-                    std::chrono::steady_clock::now() - start_)
-                    .count();
-      std::fprintf(stderr, "maritaca-gateway: %s %s %d %.1fms\n",
-                   method_.c_str(), path_.c_str(), status, ms);
-    }
+    if (log_) log_line(method_, path_, status, start_, note_);
   }
 
   void send(response res) override { inner_->send(std::move(res)); }
@@ -114,7 +124,12 @@ public:
 
   void finish() override { inner_->finish(); }
 
-  void abort() override { inner_->abort(); }
+  void abort() override {
+    if (note_.empty()) note_ = "aborted";
+    inner_->abort();
+  }
+
+  void annotate(std::string note) override { note_ = std::move(note); }
 
   void on_disconnect(std::function<void()> fn) override {
     inner_->on_disconnect(std::move(fn));
@@ -130,6 +145,8 @@ private:
   std::string path_;
   bool log_;
   std::chrono::steady_clock::time_point start_;
+  /// How the answer ended when the status does not say it (see annotate).
+  std::string note_;
 };
 
 std::vector<std::string> split_path(std::string_view path) {
@@ -176,12 +193,13 @@ void router::set_metrics(std::shared_ptr<gateway::metrics> m) {
   metrics_ = std::move(m);
 }
 
-void router::handle(request req, std::shared_ptr<responder> res) const {
+router::match_result router::match(const request& req) const {
+  match_result m;
   auto segments = split_path(req.path);
-  const route* found = nullptr;
-  std::string allow;
+  // HEAD is GET without the body: GET routes answer it.
+  std::string_view method = req.method;
+  if (method == "HEAD") method = "GET";
   std::string other_method; // the pattern of a route with another method
-  std::vector<std::pair<std::string, std::string>> params;
   for (auto& r : routes_) {
     if (r.segments.size() != segments.size()) continue;
     std::vector<std::pair<std::string, std::string>> ps;
@@ -194,55 +212,86 @@ void router::handle(request req, std::shared_ptr<responder> res) const {
         match = r.segments[i] == segments[i];
     }
     if (!match) continue;
-    if (r.method != req.method) {
+    if (r.method != method) {
       other_method = r.pattern;
-      if (allow.find(r.method) == std::string::npos)
-        allow += (allow.empty() ? "" : ", ") + r.method;
+      auto allowed = r.method == "GET" ? std::string{"GET, HEAD"} : r.method;
+      if (m.allow.find(allowed) == std::string::npos)
+        m.allow += (m.allow.empty() ? "" : ", ") + allowed;
       continue;
     }
-    found = &r;
-    params = std::move(ps);
+    m.found = &r;
+    m.params = std::move(ps);
     break;
   }
   // Bounded label set: unknown paths share one label.
-  auto label = found
-                   ? found->pattern
-                   : (allow.empty() ? std::string{"unmatched"} : other_method);
-  if (metrics_ || access_log_)
-    res = std::make_shared<counting_responder>(
-        std::move(res), metrics_, label, req.method, req.path, access_log_);
-  if (!found) {
-    if (allow.empty()) {
-      res->send(error_response(404, "no route for " + req.path,
-                               "invalid_request_error", "not_found"));
-      return;
-    }
+  m.label = m.found
+                ? m.found->pattern
+                : (m.allow.empty() ? std::string{"unmatched"} : other_method);
+  return m;
+}
+
+std::optional<response> router::refusal(const request& req,
+                                        const match_result& m) const {
+  if (!m.found) {
+    if (m.allow.empty())
+      return error_response(404, "no route for " + req.path,
+                            "invalid_request_error", "not_found");
     auto r = error_response(
         405, "method " + req.method + " not allowed on " + req.path,
         "invalid_request_error", "method_not_allowed");
-    r.headers.push_back({"Allow", allow});
-    res->send(std::move(r));
-    return;
+    r.headers.push_back({"Allow", m.allow});
+    return r;
   }
-  if (!found->opts.public_route && tokens_ && !tokens_->empty() &&
+  if (!m.found->opts.public_route && tokens_ && !tokens_->empty() &&
       !tokens_->check(req.header("authorization"))) {
     auto r = error_response(401,
                             "missing or invalid bearer token (send "
                             "'Authorization: Bearer <token>')",
                             "authentication_error", "invalid_token");
     r.headers.push_back({"WWW-Authenticate", "Bearer"});
-    res->send(std::move(r));
+    return r;
+  }
+  return std::nullopt;
+}
+
+std::optional<response> router::check_head(const request& req) const {
+  auto m = match(req);
+  auto r = refusal(req, m);
+  if (r) record(m.label, req, r->status, std::chrono::steady_clock::now());
+  return r;
+}
+
+void router::record(const std::string& label, const request& req, int status,
+                    std::chrono::steady_clock::time_point start) const {
+  if (metrics_) {
+    metrics_->request_started();
+    metrics_->request_finished(label, status);
+  }
+  if (access_log_) log_line(req.method, req.path, status, start, {});
+}
+
+void router::handle(request req, std::shared_ptr<responder> res) const {
+  auto m = match(req);
+  if (metrics_ || access_log_)
+    res = std::make_shared<counting_responder>(
+        std::move(res), metrics_, m.label, req.method, req.path, access_log_);
+  if (auto r = refusal(req, m)) {
+    res->send(std::move(*r));
     return;
   }
-  req.route = found->pattern;
-  req.params = std::move(params);
-  found->fn(std::move(req), std::move(res));
+  req.route = m.found->pattern;
+  req.params = std::move(m.params);
+  m.found->fn(std::move(req), std::move(res));
 }
 
 handler router::as_handler(std::shared_ptr<const router> r) {
   return [r = std::move(r)](request req, std::shared_ptr<responder> res) {
     r->handle(std::move(req), std::move(res));
   };
+}
+
+head_check router::as_head_check(std::shared_ptr<const router> r) {
+  return [r = std::move(r)](const request& req) { return r->check_head(req); };
 }
 
 } // namespace maritaca::gateway

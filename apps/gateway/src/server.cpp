@@ -4,9 +4,12 @@
 /// a `responder` that posts everything to the connection's strand.
 
 #include "beast_request.hpp"
+#include "connection_table.hpp"
 
+#include "maritaca/apps/http_guard.hpp"
 #include "maritaca/apps/listener.hpp"
 #include "maritaca/gateway/http.hpp"
+#include "maritaca/gateway/router.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -25,7 +28,6 @@
 #include <deque>
 #include <exception>
 #include <future>
-#include <list>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -113,9 +115,13 @@ response response::text(int status, std::string body) {
 
 responder::~responder() = default;
 
-request
-to_request(boost::beast::http::request<boost::beast::http::string_body>&& msg,
-           std::string remote) {
+void responder::annotate(std::string) {
+  // nop
+}
+
+request to_request_head(
+    const boost::beast::http::request<boost::beast::http::string_body>& msg,
+    std::string remote) {
   request req;
   req.method = std::string{msg.method_string()};
   req.target = std::string{msg.target()};
@@ -123,12 +129,20 @@ to_request(boost::beast::http::request<boost::beast::http::string_body>&& msg,
   auto q = req.target.find('?');
   req.path = req.target.substr(0, q);
   if (q != std::string::npos) req.query = req.target.substr(q + 1);
+  req.headers.reserve(std::distance(msg.begin(), msg.end()));
   for (auto& f : msg)
     req.headers.push_back(
         {std::string{f.name_string()}, std::string{f.value()}});
-  req.body = std::move(msg.body());
   req.version = msg.version();
   req.remote = std::move(remote);
+  return req;
+}
+
+request
+to_request(boost::beast::http::request<boost::beast::http::string_body>&& msg,
+           std::string remote) {
+  auto req = to_request_head(msg, std::move(remote));
+  req.body = std::move(msg.body());
   return req;
 }
 
@@ -152,33 +166,34 @@ class connection;
 
 /// State shared by the server object and its connections.
 struct http_server::impl {
-  impl(server_options o, handler h) : opts(std::move(o)), fn(std::move(h)) {
+  impl(server_options o, handler h, head_check c)
+      : opts(std::move(o)), fn(std::move(h)), check(std::move(c)),
+        table(opts.max_connections, opts.max_connections_per_client) {
     // nop
   }
 
-  /// Serves one accepted connection, or closes it when over the limit.
+  /// Serves one accepted connection, or closes it when over a cap.
   void on_socket(tcp::socket socket);
 
-  /// Forgets connection `c` (called by its destructor).
-  void remove(std::list<std::weak_ptr<connection>>::iterator pos) {
-    std::lock_guard<std::mutex> guard{mtx};
-    live.erase(pos);
-  }
+  /// The connections still registered.
+  std::vector<std::shared_ptr<connection>> live() const;
 
   // Declared before the io_context: connections destroyed with it still
   // unregister themselves.
   server_options opts;
   handler fn;
+  head_check check;
+  /// Connection objects alive (open or closing).
   std::atomic<std::size_t> open{0};
   std::atomic<int> closing{0};
-  std::mutex mtx;
-  std::list<std::weak_ptr<connection>> live;
+  gateway::detail::connection_table table;
   net::io_context ioc;
   apps::listener acceptor{ioc, "maritaca-gateway", opts.verbose,
                           [this](tcp::socket s) { on_socket(std::move(s)); }};
   apps::io_threads threads;
   std::string url;
   bool started = false;
+  std::atomic<bool> draining{false};
   bool stopped = false;
 };
 
@@ -190,29 +205,48 @@ struct piece {
   std::function<void()> on_written;
 };
 
-/// One client connection. Every member function but the constructor runs on
-/// the connection's strand.
-class connection : public std::enable_shared_from_this<connection> {
+/// Returns the address part of "ADDRESS:PORT" (IPv6 keeps its colons).
+std::string address_of(const tcp::endpoint& ep) {
+  return ep.address().to_string();
+}
+
+/// One client connection. Every member function but the constructor and
+/// the thread-safe ones (`shed`, `sheddable`, `begin_drain`) runs on the
+/// connection's strand.
+class connection : public std::enable_shared_from_this<connection>,
+                   public gateway::detail::table_entry {
 public:
   connection(tcp::socket&& socket, http_server::impl& srv)
       : stream_(std::move(socket)), srv_(srv), opts_(srv.opts),
-        idle_timer_(stream_.get_executor()) {
+        idle_timer_(stream_.get_executor()),
+        buffer_(apps::read_buffer_limit(opts_.max_header_bytes)) {
     srv_.open.fetch_add(1, std::memory_order_relaxed);
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
-    if (!ec)
-      remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    if (!ec) {
+      client_ = address_of(ep);
+      remote_ = client_ + ":" + std::to_string(ep.port());
+    }
   }
 
-  ~connection() {
+  ~connection() override {
+    if (registered_) srv_.table.remove(pos_);
     srv_.open.fetch_sub(1, std::memory_order_relaxed);
-    if (registered_) srv_.remove(pos_);
   }
 
-  /// Remembers where the server lists this connection.
-  void registered(std::list<std::weak_ptr<connection>>::iterator pos) {
+  /// The client's address (without the port).
+  const std::string& client() const noexcept { return client_; }
+
+  /// Remembers where the server's table lists this connection.
+  void registered(gateway::detail::connection_table::position pos) {
     pos_ = pos;
     registered_ = true;
+  }
+
+  /// Closes a connection the table refused (before `run`).
+  void refuse_at_accept() {
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
   }
 
   /// Starts serving (on the strand).
@@ -221,12 +255,27 @@ public:
                   beast::bind_front_handler(&connection::do_read, self()));
   }
 
-  /// Closes the connection (server shutdown); thread-safe.
-  void shutdown() {
+  /// Closes the connection (shedding, server shutdown); thread-safe.
+  void shed() override {
     srv_.closing.fetch_add(1);
     net::post(stream_.get_executor(), [c = self()] {
       c->close_now();
       c->srv_.closing.fetch_sub(1);
+    });
+  }
+
+  bool sheddable() const noexcept override {
+    return awaiting_head_.load(std::memory_order_relaxed);
+  }
+
+  /// Graceful shutdown: closes the connection if it waits for a request
+  /// head, else lets the answer in progress finish and closes afterwards;
+  /// thread-safe.
+  void begin_drain() {
+    net::post(stream_.get_executor(), [c = self()] {
+      c->draining_ = true;
+      c->keep_alive_ = false;
+      if (c->awaiting_head_.load(std::memory_order_relaxed)) c->close_now();
     });
   }
 
@@ -244,6 +293,8 @@ public:
     msg.body() = std::move(res.body);
     msg.keep_alive(keep_alive_);
     msg.prepare_payload();
+    // A HEAD answer has the fields of the GET answer, and no body.
+    if (head_only_) msg.body().clear();
     res_.emplace(std::move(msg));
     stream_.expires_after(opts_.write_timeout);
     http::async_write(stream_, *res_,
@@ -255,7 +306,7 @@ public:
     started_ = true;
     streaming_ = true;
     chunked_ = version_ >= 11;
-    if (!chunked_) keep_alive_ = false;
+    if (!chunked_ && !head_only_) keep_alive_ = false;
     head_.emplace(static_cast<http::status>(status), version_);
     head_->set(http::field::server, "maritaca-gateway");
     for (auto& h : headers)
@@ -313,6 +364,7 @@ private:
 
   void do_read() {
     if (closed_) return;
+    awaiting_head_.store(true, std::memory_order_relaxed);
     parser_.emplace();
     parser_->body_limit(opts_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(opts_.max_header_bytes));
@@ -325,30 +377,24 @@ private:
         beast::bind_front_handler(&connection::on_read_header, self()));
   }
 
-  /// Answers a request over a size limit (413 or 431, then closes).
-  /// Returns false when `ec` is no such error.
-  bool refuse_too_large(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      refuse(413, "request body too large (limit " +
-                      std::to_string(opts_.max_body_bytes) + " bytes)");
-      return true;
-    }
-    if (ec == http::error::header_limit) {
-      refuse(431, "request header fields too large");
-      return true;
-    }
-    return false;
-  }
-
   void on_read_header(beast::error_code ec, std::size_t) {
-    if (closed_ || refuse_too_large(ec)) return;
-    if (ec) return fail(ec, "read header");
-    auto& req = parser_->get();
-    version_ = req.version();
-    if (req.target().size() > opts_.max_url_bytes)
-      return refuse(414, "request URL too long (limit " +
-                             std::to_string(opts_.max_url_bytes) + " bytes)");
-    if (beast::iequals(req[http::field::expect], "100-continue")) {
+    if (closed_) return;
+    if (ec) return read_failed(ec, "read header");
+    awaiting_head_.store(false, std::memory_order_relaxed);
+    auto& msg = parser_->get();
+    version_ = msg.version();
+    if (msg.target().size() > opts_.max_url_bytes)
+      return refuse({414, "request URL too long (limit " +
+                              std::to_string(opts_.max_url_bytes) + " bytes)"});
+    if (auto r = apps::check_framing(msg, version_, parser_->chunked()))
+      return refuse(std::move(*r));
+    req_ = to_request_head(msg, remote_);
+    // A request the server answers without its body (a missing token, an
+    // unknown route) does not get its body read, nor invited.
+    if (srv_.check)
+      if (auto early = srv_.check(req_)) return answer_early(std::move(*early));
+    if (!parser_->is_done() &&
+        beast::iequals(msg[http::field::expect], "100-continue")) {
       // Let clients that wait for it send the body now.
       static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
       stream_.expires_after(opts_.write_timeout);
@@ -365,32 +411,28 @@ private:
   }
 
   void read_body() {
+    if (parser_->is_done()) return dispatch_request();
     stream_.expires_after(opts_.body_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&connection::on_read, self()));
   }
 
   void on_read(beast::error_code ec, std::size_t) {
-    if (closed_ || refuse_too_large(ec)) return;
-    if (ec) return fail(ec, "read");
+    if (closed_) return;
+    if (ec) return read_failed(ec, "read");
     dispatch_request();
   }
 
-  /// Answers an unreadable request with `status` and closes afterwards.
-  void refuse(int status, const std::string& message) {
-    keep_alive_ = false;
-    ++gen_;
-    done_ = false;
-    started_ = false;
-    std::string body = "{\"error\":{\"message\":\"" + message +
-                       "\",\"type\":\"invalid_request_error\",\"code\":\"" +
-                       std::to_string(status) + "\"}}";
-    do_send(gen_, response::json(status, std::move(body)));
+  /// A read failed: answers what can be answered (limits, malformed
+  /// requests), closes on the rest.
+  void read_failed(beast::error_code ec, const char* what) {
+    if (auto r = apps::refusal_for(ec, opts_.max_body_bytes))
+      return refuse(std::move(*r));
+    fail(ec, what);
   }
 
-  /// Hands the parsed request to the handler.
-  void dispatch_request() {
-    auto msg = parser_->release();
+  /// Prepares the state for answering the request read last.
+  void begin_answer(bool keep_alive, bool head_only) {
     ++requests_;
     ++gen_;
     done_ = false;
@@ -398,14 +440,36 @@ private:
     streaming_ = false;
     finishing_ = false;
     on_gone_ = nullptr;
-    keep_alive_ = msg.keep_alive();
-    version_ = msg.version();
-    auto req = to_request(std::move(msg), remote_);
+    keep_alive_ = keep_alive && !draining_;
+    head_only_ = head_only;
+  }
+
+  /// Answers an unreadable request with an error and closes afterwards.
+  void refuse(apps::refusal r) {
+    begin_answer(false, false);
+    do_send(gen_, error_response(r.status, r.message, "invalid_request_error",
+                                 std::to_string(r.status)));
+  }
+
+  /// Sends the head check's answer; the connection stays open only when
+  /// no body is pending.
+  void answer_early(response r) {
+    auto& msg = parser_->get();
+    begin_answer(msg.keep_alive() && parser_->is_done(),
+                 msg.method() == http::verb::head);
+    do_send(gen_, std::move(r));
+  }
+
+  /// Hands the parsed request to the handler.
+  void dispatch_request() {
+    auto msg = parser_->release();
+    req_.body = std::move(msg.body());
+    begin_answer(msg.keep_alive(), msg.method() == http::verb::head);
     // Notice a client that leaves while its answer is being made.
     watch_peer();
     auto res = make_responder();
     try {
-      srv_.fn(std::move(req), std::move(res));
+      srv_.fn(std::move(req_), std::move(res));
     } catch (const std::exception& e) {
       if (opts_.verbose)
         std::fprintf(stderr, "maritaca-gateway: handler threw: %s\n", e.what());
@@ -422,14 +486,14 @@ private:
 
   /// Reads from the peer while the answer is made and written, so that a
   /// client that leaves is noticed at once. Bytes that arrive (a pipelined
-  /// request) stay in the buffer for the next request. Reads the socket
-  /// directly: the stream's timeouts belong to the writes.
+  /// request) stay in the buffer for the next request, within its bound.
+  /// Reads the socket directly: the stream's timeouts belong to the writes.
   void watch_peer() {
-    if (watching_ || closed_ || buffer_.size() >= opts_.max_header_bytes)
-      return;
+    auto room = apps::read_room(buffer_);
+    if (watching_ || closed_ || room == 0) return;
     watching_ = true;
     stream_.socket().async_read_some(
-        buffer_.prepare(4096),
+        buffer_.prepare(room),
         beast::bind_front_handler(&connection::on_watch, self()));
   }
 
@@ -467,6 +531,13 @@ private:
     head_sr_.reset();
     head_.reset();
     if (ec) return fail(ec, "write head");
+    if (head_only_) {
+      // The answer to HEAD is complete; the handler may stop its work.
+      auto gone = std::move(on_gone_);
+      complete();
+      if (gone) gone();
+      return;
+    }
     flush();
   }
 
@@ -517,6 +588,7 @@ private:
     streaming_ = false;
     on_gone_ = nullptr;
     if (!keep_alive_) return close_graceful();
+    awaiting_head_.store(true, std::memory_order_relaxed);
     if (!watching_) return do_read();
     // A watch read is pending: it starts the next request when bytes come.
     resume_ = true;
@@ -538,6 +610,7 @@ private:
   void close_now() {
     if (closed_) return;
     closed_ = true;
+    awaiting_head_.store(false, std::memory_order_relaxed);
     idle_timer_.cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -586,8 +659,11 @@ private:
   http_server::impl& srv_;
   const server_options& opts_;
   net::steady_timer idle_timer_;
+  /// Bounded: see apps/http_guard.hpp.
   beast::flat_buffer buffer_;
   std::optional<request_parser> parser_;
+  /// The request being read: its head, then its body.
+  request req_;
   std::optional<http::response<http::string_body>> res_;
   std::optional<http::response<http::empty_body>> head_;
   std::optional<http::response_serializer<http::empty_body>> head_sr_;
@@ -596,14 +672,21 @@ private:
   std::string out_;
   std::function<void()> on_gone_;
   std::array<char, 512> drain_buf_;
+  std::string client_;
   std::string remote_;
-  std::list<std::weak_ptr<connection>>::iterator pos_;
+  gateway::detail::connection_table::position pos_;
   bool registered_ = false;
+  /// Waiting for a request head (or between requests): see `sheddable`.
+  std::atomic<bool> awaiting_head_{true};
   /// Requests read so far; `gen_` numbers the one being answered.
   uint64_t requests_ = 0;
   uint64_t gen_ = 0;
   unsigned version_ = 11;
   bool keep_alive_ = true;
+  /// The request is HEAD: its answer goes without a body.
+  bool head_only_ = false;
+  /// The server shuts down: no request after the current one.
+  bool draining_ = false;
   /// The answer has begun (head or full response sent).
   bool started_ = false;
   /// The answer is complete.
@@ -685,25 +768,29 @@ std::shared_ptr<responder> connection::make_responder() {
 } // namespace
 
 void http_server::impl::on_socket(tcp::socket socket) {
-  if (open.load(std::memory_order_relaxed) >= opts.max_connections) {
-    // Over the limit: refuse by closing.
-    beast::error_code ignored;
-    socket.close(ignored);
-    return;
-  }
   // The impl lives as long as the server object, which outlives the I/O
   // threads and (see http_server) every responder.
   auto conn = std::make_shared<connection>(std::move(socket), *this);
-  {
-    std::lock_guard<std::mutex> guard{mtx};
-    live.push_front(conn);
-    conn->registered(live.begin());
+  gateway::detail::connection_table::position pos;
+  if (draining || !table.admit(conn->client(), conn, pos)) {
+    // Over a cap with nobody to displace: refuse by closing.
+    conn->refuse_at_accept();
+    return;
   }
+  conn->registered(pos);
   conn->run();
 }
 
-http_server::http_server(server_options opts, handler h)
-    : impl_(std::make_shared<impl>(std::move(opts), std::move(h))) {
+std::vector<std::shared_ptr<connection>> http_server::impl::live() const {
+  std::vector<std::shared_ptr<connection>> out;
+  for (auto& e : table.entries())
+    out.push_back(std::static_pointer_cast<connection>(e));
+  return out;
+}
+
+http_server::http_server(server_options opts, handler h, head_check check)
+    : impl_(std::make_shared<impl>(std::move(opts), std::move(h),
+                                   std::move(check))) {
   // nop
 }
 
@@ -731,6 +818,10 @@ std::size_t http_server::connections() const noexcept {
   return impl_->open.load(std::memory_order_relaxed);
 }
 
+std::size_t http_server::shed_connections() const noexcept {
+  return impl_->table.shed_count();
+}
+
 void http_server::wait_for_signal() {
   auto& d = *impl_;
   if (!d.started || d.stopped) return;
@@ -740,6 +831,21 @@ void http_server::wait_for_signal() {
   caught.get_future().wait();
 }
 
+std::size_t http_server::drain(std::chrono::milliseconds timeout) {
+  auto& d = *impl_;
+  if (!d.started || d.stopped) return 0;
+  if (!d.draining) {
+    d.draining = true;
+    d.acceptor.close();
+    for (auto& c : d.live())
+      c->begin_drain();
+  }
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (d.open.load() > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  return d.open.load();
+}
+
 void http_server::stop() {
   auto& d = *impl_;
   if (d.stopped) return;
@@ -747,15 +853,8 @@ void http_server::stop() {
   if (d.started) {
     d.acceptor.close();
     // Close every connection on its strand, so handlers hear about it.
-    std::vector<std::shared_ptr<connection>> conns;
-    {
-      std::lock_guard<std::mutex> guard{d.mtx};
-      for (auto& w : d.live)
-        if (auto c = w.lock()) conns.push_back(std::move(c));
-    }
-    for (auto& c : conns)
-      c->shutdown();
-    conns.clear();
+    for (auto& c : d.live())
+      c->shed();
     // Give the closes a moment to run, then stop the I/O threads.
     for (int i = 0; i < 100 && d.closing.load() > 0; ++i)
       std::this_thread::sleep_for(10ms);

@@ -21,6 +21,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <mutex>
@@ -79,7 +80,17 @@ struct service::impl {
   std::mutex mtx;
   std::unordered_map<std::string, session_entry> sessions;
   std::mt19937_64 rng;
-  bool down = false;
+  /// Set by `service::shutdown`: asks cut short by it answer 503.
+  std::atomic<bool> down{false};
+
+  /// The client's view of failure `f`: the upstream's error, or 503
+  /// "shutting down" for an ask the gateway's shutdown cancelled.
+  detail::http_error client_error(const failure& f) const {
+    if (f.code == errc::cancelled && down.load())
+      return detail::http_error{503, "server_error", "shutting_down",
+                                "the gateway is shutting down", -1};
+    return detail::map_failure(f);
+  }
 
   /// Closes sessions unused for longer than the TTL. Requires `mtx`.
   void sweep_locked() {
@@ -182,8 +193,9 @@ void answer(call_self* self, response r) {
 
 void answer_failure(call_self* self, const caf::error& err) {
   auto f = to_failure(err);
-  self->state.svc->stats->upstream_error(to_string(f.code));
-  answer(self, detail::to_response(detail::map_failure(f)));
+  auto& svc = self->state.svc;
+  svc->stats->upstream_error(to_string(f.code));
+  answer(self, detail::to_response(svc->client_error(f)));
 }
 
 /// The behavior every call has besides its pending request: a client that
@@ -449,15 +461,17 @@ void on_failed(stream_self* self, const caf::error& err) {
   auto f = to_failure(err);
   st.svc->stats->upstream_error(to_string(f.code));
   st.svc->stats->observe_upstream_latency(seconds_since(st.started));
-  auto e = detail::map_failure(f);
+  auto e = st.svc->client_error(f);
   if (!st.head_sent) {
     // Nothing sent yet: the client gets the upstream's status.
     st.res->send(detail::to_response(e));
   } else if (st.mode == stream_mode::text) {
     // Plain text cannot carry an error: end without the last chunk, so the
     // client sees a truncated body rather than a short answer.
+    st.res->annotate("cut after " + e.code);
     st.res->abort();
   } else {
+    st.res->annotate("ended by error event " + e.code);
     auto body = error_json(e.message, e.type, e.code);
     if (st.mode == stream_mode::sse)
       st.res->write("event: error\n" + sse::format_data(body));
@@ -665,7 +679,7 @@ service::~service() {
 
 void service::shutdown() {
   std::lock_guard<std::mutex> guard{impl_->mtx};
-  impl_->down = true;
+  impl_->down.store(true);
   for (auto& [id, entry] : impl_->sessions)
     caf::anon_send_exit(entry.handle, caf::exit_reason::user_shutdown);
   impl_->sessions.clear();

@@ -212,7 +212,13 @@ struct url_parts {
 };
 
 /// Parses an absolute http(s) URL; returns a failure with
-/// `errc::invalid_argument` when it is not one.
+/// `errc::invalid_argument` when it is not one. User info
+/// (`user:password@`) is refused, and the failure's message shows the URL
+/// without it.
 failure parse_url(std::string_view url, url_parts& out);
+
+/// Returns `url` with its user info (`user:password@`), if any, replaced
+/// by `***@`: the form of a URL that may be printed.
+std::string redact_userinfo(std::string_view url);
 
 } // namespace maritaca::transport

@@ -107,11 +107,23 @@ public:
 
   /// The status sent so far, 0 before any.
   virtual int status() const noexcept = 0;
+
+  /// Notes how the answer really ended when its status does not say it
+  /// (e.g. "error event: shutting_down" for a stream that began with 200),
+  /// for the access log. Does nothing unless a wrapper records it.
+  virtual void annotate(std::string note);
 };
 
 /// What answers requests: called on an I/O thread for every request; it
 /// must not block (hand long work to another thread or an actor).
 using handler = std::function<void(request, std::shared_ptr<responder>)>;
+
+/// Looks at a request before its body is read (its `body` is empty): a
+/// response to send instead of reading the body (e.g. 401 for a missing
+/// token), or nullopt to go on. A refused request with a body pending
+/// closes its connection after the answer. Called on an I/O thread; it
+/// must not block.
+using head_check = std::function<std::optional<response>(const request&)>;
 
 /// Limits and timeouts of the server.
 struct server_options {
@@ -127,8 +139,14 @@ struct server_options {
   std::size_t max_header_bytes = 16u << 10;
   /// Longest request target; longer gets 414.
   std::size_t max_url_bytes = 8u << 10;
-  /// Connections at once; more are closed right after accepting.
+  /// Connections at once. At the cap, a new connection displaces one that
+  /// only waits for a request head, or is closed right after accepting.
   std::size_t max_connections = 1024;
+  /// Connections at once from one client address (0: no cap), enforced
+  /// like `max_connections` among that address's connections. Behind a
+  /// proxy or load balancer every client has its address: raise or
+  /// disable it there.
+  std::size_t max_connections_per_client = 256;
   /// Time for a request head to arrive completely (slow clients).
   std::chrono::milliseconds header_timeout{10'000};
   /// Time for a request body to arrive completely.
@@ -148,8 +166,9 @@ struct server_options {
 /// server: responders must not be used after the server is gone.
 class http_server {
 public:
-  /// Prepares a server (nothing listens yet).
-  http_server(server_options opts, handler h);
+  /// Prepares a server (nothing listens yet). `check`, when given, sees
+  /// each request head before its body is read.
+  http_server(server_options opts, handler h, head_check check = {});
 
   /// Stops the server (see `stop`).
   ~http_server();
@@ -168,12 +187,24 @@ public:
   /// Blocks until SIGINT or SIGTERM arrives.
   void wait_for_signal();
 
+  /// Graceful shutdown, first part: stops accepting, closes connections
+  /// that wait for a request head, and lets the others finish the answer
+  /// they are giving (then they close; `Connection: close` on the answer).
+  /// Returns the number of connections still open after waiting up to
+  /// `timeout` for them. May be called again (e.g. after the handlers
+  /// ended the remaining answers).
+  std::size_t drain(std::chrono::milliseconds timeout);
+
   /// Stops accepting, closes every connection and joins the I/O threads.
   /// Idempotent.
   void stop();
 
   /// Returns the number of open connections.
   std::size_t connections() const noexcept;
+
+  /// Returns the number of connections closed to make room for others
+  /// (see `server_options::max_connections`).
+  std::size_t shed_connections() const noexcept;
 
   /// Internal: the implementation.
   struct impl;

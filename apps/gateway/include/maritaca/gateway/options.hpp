@@ -44,6 +44,9 @@ struct options {
   std::chrono::seconds session_ttl{1800};
   /// One log line per request on stderr.
   bool access_log = false;
+  /// On SIGTERM/SIGINT: how long answers in progress may take to finish
+  /// before the gateway ends them.
+  std::chrono::milliseconds drain_timeout{10'000};
   /// Publish the cluster limiter on this address (empty: none).
   std::string cluster_listen;
   /// Join the cluster limiter at this address (empty: none).

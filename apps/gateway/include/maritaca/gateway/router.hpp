@@ -9,7 +9,9 @@
 #include "maritaca/gateway/metrics.hpp"
 
 #include <array>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,11 +78,21 @@ public:
   /// stderr; never headers, query or bodies.
   void set_access_log(bool on) noexcept { access_log_ = on; }
 
-  /// Routes `req`.
+  /// Routes `req`. HEAD requests go to GET routes (the server sends the
+  /// answer without its body).
   void handle(request req, std::shared_ptr<responder> res) const;
+
+  /// The answer `handle` would give `req` without running a route (404,
+  /// 405, 401 for a missing token), or nullopt: for `http_server`'s head
+  /// check, so that such requests are answered before their body is read.
+  /// Counts and logs the answer it returns.
+  std::optional<response> check_head(const request& req) const;
 
   /// Returns a handler calling `r->handle` (keeps `r` alive).
   static handler as_handler(std::shared_ptr<const router> r);
+
+  /// Returns a head check calling `r->check_head` (keeps `r` alive).
+  static head_check as_head_check(std::shared_ptr<const router> r);
 
 private:
   struct route {
@@ -91,11 +103,39 @@ private:
     route_options opts;
   };
 
+  /// What a request's method and path select.
+  struct match_result {
+    /// The route, or null.
+    const route* found = nullptr;
+    /// Its `{name}` values.
+    std::vector<std::pair<std::string, std::string>> params;
+    /// Methods of routes with this path but another method ("" if none).
+    std::string allow;
+    /// The metrics label (bounded: the route pattern or "unmatched").
+    std::string label;
+  };
+
+  match_result match(const request& req) const;
+
+  /// The 404, 405 or 401 of a request, or nullopt when its route runs.
+  std::optional<response> refusal(const request& req,
+                                  const match_result& m) const;
+
+  /// Counts and logs an answer given without a responder.
+  void record(const std::string& label, const request& req, int status,
+              std::chrono::steady_clock::time_point start) const;
+
   std::vector<route> routes_;
   std::shared_ptr<const token_set> tokens_;
   std::shared_ptr<gateway::metrics> metrics_;
   bool access_log_ = false;
 };
+
+/// Writes one access-log line to stderr: method, path, status,
+/// milliseconds since `start`, and `note` in parentheses when not empty.
+void log_line(std::string_view method, std::string_view path, int status,
+              std::chrono::steady_clock::time_point start,
+              std::string_view note);
 
 /// Makes an OpenAI-style error body `{"error":{"message","type","code"}}`.
 std::string error_json(std::string_view message, std::string_view type,
