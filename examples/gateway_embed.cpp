@@ -44,7 +44,7 @@ public:
     result.status = head.status;
   }
 
-  bool on_data(std::string_view bytes) override {
+  maritaca::transport::data_verdict on_data(std::string_view bytes) override {
     if (print_) std::cout << bytes << std::flush;
     result.body += bytes;
     return true;

@@ -4,6 +4,7 @@
 
 #include "maritaca/error.hpp"
 #include "maritaca/request.hpp"
+#include "maritaca/transport/wire.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -578,16 +579,22 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
             lane = self->current_sender()->id() | (uint64_t{1} << 63);
           auto rp = self->make_response_promise<ai_message>();
           if (x.id == 0) x.id = next_request_id();
-          if (st.queued >= st.admission.max_queue) {
-            ++st.stats.rejected;
-            auto err = make_error(errc::overloaded,
-                                  "dispatcher queue full (" +
-                                      std::to_string(st.admission.max_queue) +
-                                      " asks waiting)");
+          // An ask refused here ends at once, for its subscribers too.
+          auto refuse = [&](caf::error err) {
             for (auto& s : x.subscribers)
               caf::anon_send(s, stream_failed{x.id, err});
-            rp.deliver(err);
+            rp.deliver(std::move(err));
             return rp;
+          };
+          // Out-of-range values and unknown roles never reach the wire.
+          if (auto bad = wire::validate_request(x.body))
+            return refuse(make_error(std::move(bad)));
+          if (st.queued >= st.admission.max_queue) {
+            ++st.stats.rejected;
+            return refuse(make_error(
+                errc::overloaded, "dispatcher queue full (" +
+                                      std::to_string(st.admission.max_queue) +
+                                      " asks waiting)"));
           }
           pending p{std::move(x), rp};
           auto now = clock_type::now();

@@ -11,6 +11,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <random>
 
@@ -318,9 +319,29 @@ void succeed(request_self* self, ai_message msg) {
   if (waiters.rp.pending()) waiters.rp.deliver(std::move(msg));
 }
 
+/// Takes every credential this job sent out of `text`: the API key and
+/// the value (and the token after the scheme) of each authorization
+/// header. Servers and proxies may echo them in their error texts.
+void redact_credentials(const request_job& job, std::string& text) {
+  redact(text, job.where.api_key);
+  for (auto& h : job.ask.options.headers) {
+    auto lower = h.name;
+    for (auto& c : lower)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower.find("authorization") == std::string::npos &&
+        lower.find("key") == std::string::npos &&
+        lower.find("token") == std::string::npos)
+      continue;
+    redact(text, h.value);
+    if (auto space = h.value.find(' '); space != std::string::npos)
+      redact(text, std::string_view{h.value}.substr(space + 1));
+  }
+}
+
 void fail(request_self* self, failure what) {
   auto& st = self->state;
   if (st.finished) return;
+  redact_credentials(st.job, what.message);
   // An exchange still running (cancelled, deadline passed): abort it.
   if (st.tag != 0)
     self->send(st.job.wire, transport::cancel_atom::value, st.tag);
@@ -434,6 +455,10 @@ void on_failure(request_self* self, failure what) {
   auto d = decide_retry(what, st.attempts - 1, st.job.ask.options.retry,
                         delivered, uniform);
   if (!d.retry) {
+    // The worst case of a deadline is per attempt: say how many there were.
+    if (st.attempts > 1)
+      what.message +=
+          " (gave up after " + std::to_string(st.attempts) + " attempts)";
     fail(self, std::move(what));
     return;
   }

@@ -86,7 +86,8 @@ std::string usage() {
          "shape=detail|openai, ms=STALL_MS. x-sim-fault-once: FAULT;key=K\n"
          "[;times=N] applies FAULT to the first N (1) requests with key K.\n"
          "x-sim-token-delay-ms: N overrides the chunk delay; x-sim-chunks: N\n"
-         "makes the answer exactly N words (up to 1000000).\n";
+         "makes the answer exactly N words (up to 1000000);\n"
+         "x-sim-latency-ms: N holds a non-streamed answer back N ms.\n";
 }
 
 parse_result parse_options(int argc, char** argv, options& out,

@@ -7,6 +7,7 @@
 
 #include "maritaca/apps/http_guard.hpp"
 #include "maritaca/apps/listener.hpp"
+#include "maritaca/transport/bounded_parser.hpp"
 #include "maritaca/transport/sse_parser.hpp"
 #include "maritaca/transport/wire.hpp"
 
@@ -194,6 +195,13 @@ struct stream_job {
   std::size_t pos = 0;
 };
 
+/// A completion held back by `x-sim-latency-ms`.
+struct delayed_completion {
+  chat_request chat;
+  answer ans;
+  fault injected;
+};
+
 /// Identifies the answer to `chat`: a hash of its canonical encoding
 /// without the streaming flags, so that formatting does not matter and a
 /// streamed answer has the same id and tool call ids as a plain one.
@@ -270,7 +278,7 @@ public:
   }
 
 private:
-  using request_parser = http::request_parser<http::string_body>;
+  using request_parser = transport::bounded_parser<true, http::string_body>;
 
   std::shared_ptr<session> self() { return this->shared_from_this(); }
 
@@ -298,7 +306,7 @@ private:
   void do_read() {
     parser_.emplace();
     parser_->body_limit(body_limit);
-    parser_->header_limit(header_limit);
+    parser_->head_limit(header_limit);
     lowest().expires_after(std::chrono::seconds(state_.opts.idle_timeout_s));
     http::async_read_header(
         stream_, buffer_, *parser_,
@@ -541,7 +549,22 @@ private:
     auto chunks = int_header(req, "x-sim-chunks", max_chunks);
     auto ans = make_answer(chat, answer_hash(chat), chunks);
     if (chat.stream) return start_stream(chat, std::move(ans), f);
+    // A completion that takes its time, like a real model's.
+    if (auto ms = int_header(req, "x-sim-latency-ms", max_delay_ms); ms > 0) {
+      delayed_.emplace(delayed_completion{std::move(chat), std::move(ans), f});
+      watch_peer();
+      timer_.expires_after(std::chrono::milliseconds(ms));
+      return timer_.async_wait(
+          beast::bind_front_handler(&session::on_latency, self()));
+    }
     send_completion(chat, std::move(ans), f);
+  }
+
+  void on_latency(beast::error_code ec) {
+    if (ec || closed_ || !delayed_) return;
+    auto d = std::move(*delayed_);
+    delayed_.reset();
+    send_completion(d.chat, std::move(d.ans), d.injected);
   }
 
   // -- plain responses
@@ -1036,6 +1059,8 @@ private:
   std::optional<http::response<http::empty_body>> head_;
   std::optional<http::response_serializer<http::empty_body>> head_sr_;
   std::optional<stream_job> job_;
+  /// The completion waiting out its latency.
+  std::optional<delayed_completion> delayed_;
   /// Holds the current chat request in flight; released exactly once.
   std::optional<flight_guard> flight_;
   /// Bytes of the event (or partial response) being written.

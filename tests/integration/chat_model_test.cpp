@@ -151,15 +151,16 @@ TEST_CASE("batch keeps input order and isolates a failing item") {
   test::sim_process sim;
   test::test_system ts;
   chat_model model{ts.sys, sim_config(sim)};
-  // An input without messages is refused by the service (400).
+  // An input without messages is refused before it is sent.
   auto results =
       model.batch({"What is 2+2?", input{}, "What is the capital of Brazil?"});
   REQUIRE(results.size() == 3);
   REQUIRE(results[0]);
   CHECK(results[0]->content().find('4') != std::string::npos);
   REQUIRE_FALSE(results[1]);
-  CHECK(code_of(results[1].error()) == errc::bad_request);
-  CHECK(to_failure(results[1].error()).status == 400);
+  CHECK(code_of(results[1].error()) == errc::invalid_argument);
+  CHECK_THAT(to_failure(results[1].error()).message,
+             Catch::Contains("messages"));
   REQUIRE(results[2]);
   CHECK(results[2]->content().find("Brasília") != std::string::npos);
 }

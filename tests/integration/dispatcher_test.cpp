@@ -67,6 +67,8 @@ TEST_CASE("a lane with one ask is not starved behind another's 100") {
   test::test_system ts;
   auto cfg = sim_config(sim);
   cfg.limits.max_concurrency = 2;
+  // Answers that take 20 ms: A's asks stay queued long enough to look at.
+  cfg.extra_headers.push_back({"x-sim-latency-ms", "20"});
   chat_model model{ts.sys, cfg};
   std::mutex mtx;
   std::vector<std::string> order;

@@ -51,7 +51,7 @@ struct recorder : observer {
     cv.notify_all();
   }
 
-  bool on_data(std::string_view bytes) override {
+  transport::data_verdict on_data(std::string_view bytes) override {
     std::function<bool(std::string_view)> hook;
     {
       std::lock_guard<std::mutex> guard{mtx};

@@ -108,4 +108,12 @@ failure make_timeout(deadline which, std::string message) {
   return result;
 }
 
+void redact(std::string& text, std::string_view secret) {
+  constexpr std::string_view mark = "[redacted]";
+  if (secret.size() < 6) return;
+  for (auto at = text.find(secret); at != std::string::npos;
+       at = text.find(secret, at + mark.size()))
+    text.replace(at, secret.size(), mark);
+}
+
 } // namespace maritaca

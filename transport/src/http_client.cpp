@@ -12,6 +12,8 @@
 /// handler), so callbacks of one exchange never overlap.
 
 #include "maritaca/transport/http_client.hpp"
+
+#include "maritaca/transport/bounded_parser.hpp"
 #include "maritaca/transport/poll_backoff.hpp"
 
 #include <boost/asio/bind_executor.hpp>
@@ -87,6 +89,12 @@ using fields_allocator = std::pmr::polymorphic_allocator<char>;
 /// reads the socket in 512-byte steps.
 constexpr std::size_t read_buffer_bytes = 64u * 1024;
 
+/// Bytes the read buffer may hold beyond the larger of its capacity and
+/// the head limit: room for a chunk-size line (with extensions) or a
+/// trailer. Beast 1.81's parser keeps those in the buffer until their line
+/// ends, bounded by nothing else.
+constexpr std::size_t read_slack_bytes = 4096;
+
 /// How long the destructor waits for running exchanges to wind down before
 /// stopping the io_context regardless.
 constexpr milliseconds shutdown_grace{2'000};
@@ -127,6 +135,11 @@ bool is_ip_literal(const std::string& host) {
 
 std::string to_ms_text(milliseconds d) {
   return std::to_string(d.count()) + " ms";
+}
+
+/// The bound of a connection's read buffer.
+std::size_t read_buffer_limit(const client_config& cfg) {
+  return std::max(read_buffer_bytes, cfg.max_header_bytes) + read_slack_bytes;
 }
 
 /// Whether `ec` reports malformed HTTP (as opposed to a broken connection).
@@ -297,7 +310,8 @@ using exchange_ptr = std::shared_ptr<exchange>;
 /// The failure of an exchange that outlived `timeouts::total`.
 failure total_timeout(const exchange& ex) {
   return make_timeout(deadline::total, "the exchange took longer than " +
-                                           to_ms_text(ex.limits.total));
+                                           to_ms_text(ex.limits.total) +
+                                           " (total deadline)");
 }
 
 using connection_ptr = std::shared_ptr<connection>;
@@ -457,7 +471,7 @@ private:
   const proxy_endpoint* proxy_;
   /// The `CONNECT` request, then the proxy's answer to it.
   std::string tunnel_request_;
-  std::optional<http::response_parser<http::empty_body>> tunnel_parser_;
+  std::optional<bounded_parser<false, http::empty_body>> tunnel_parser_;
   std::optional<beast::tcp_stream> plain_;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
   tcp::resolver resolver_;
@@ -475,15 +489,19 @@ private:
   step step_ = step::resolve;
   bool connected_ = false;
   bool paused_ = false;
+  /// Bytes without progress arrived since the idle deadline was armed.
+  bool idle_bytes_ = false;
   /// Why the peer certificate was refused (set by the verify callback).
   std::string verify_error_;
+  /// Bounded (see read_buffer_limit): a chunk line or trailer that never
+  /// ends fails the read with buffer_overflow instead of growing it.
   beast::flat_buffer buffer_;
   /// Storage of the response head's fields: one arena per connection,
   /// rewound for every response, instead of an allocation per field.
   alignas(std::max_align_t) std::array<std::byte, 2048> fields_buffer_;
   std::pmr::monotonic_buffer_resource fields_arena_{fields_buffer_.data(),
                                                     fields_buffer_.size()};
-  std::optional<http::response_parser<http::buffer_body, fields_allocator>>
+  std::optional<bounded_parser<false, http::buffer_body, fields_allocator>>
       parser_;
   std::array<char, body_piece_bytes> piece_;
   /// The body of a non-stream exchange.
@@ -605,7 +623,8 @@ private:
 connection::connection(client_core& core, const exchange& ex)
     : core_(core), strand_(asio::make_strand(core.io())), host_(ex.url.host),
       port_(ex.url.port), origin_(ex.origin), proxy_(ex.proxy),
-      resolver_(strand_), step_timer_(strand_), idle_timer_(strand_) {
+      resolver_(strand_), step_timer_(strand_), idle_timer_(strand_),
+      buffer_(read_buffer_limit(core.config())) {
   buffer_.reserve(read_buffer_bytes);
   if (ex.url.scheme == "https")
     tls_.emplace(strand_, core.tls_context());
@@ -735,8 +754,7 @@ void connection::on_tunnel_write(error_code ec, std::size_t) {
   // A 2xx answer to CONNECT has no body; an error answer's body is not
   // read (the connection is closed).
   tunnel_parser_->skip(true);
-  tunnel_parser_->header_limit(
-      static_cast<std::uint32_t>(core_.config().max_header_bytes));
+  tunnel_parser_->head_limit(core_.config().max_header_bytes);
   http::async_read_header(
       tcp(), buffer_, *tunnel_parser_,
       beast::bind_front_handler(&connection::on_tunnel, shared_from_this()));
@@ -825,8 +843,7 @@ void connection::do_write() {
   fields_arena_.release();
   parser_.emplace(std::piecewise_construct, std::make_tuple(),
                   std::make_tuple(fields_allocator{&fields_arena_}));
-  parser_->header_limit(
-      static_cast<std::uint32_t>(core_.config().max_header_bytes));
+  parser_->head_limit(core_.config().max_header_bytes);
   // Non-stream bodies are bounded by us (max_body_bytes), streams not.
   parser_->body_limit(boost::none);
   if (current_->head) parser_->skip(true);
@@ -874,7 +891,12 @@ void connection::do_read_body() {
   auto& body = parser_->get().body();
   body.data = piece_.data();
   body.size = piece_.size();
-  arm_step(deadline::idle, current_->limits.idle);
+  // The idle deadline runs from the last read that made progress: reads
+  // without it (SSE comments, keep-alive bytes) leave it where it is.
+  if (step_deadline_ == clock_type::time_point::max()) {
+    idle_bytes_ = false;
+    arm_step(deadline::idle, current_->limits.idle);
+  }
   with_stream([this](auto& stream) {
     http::async_read_some(stream, buffer_, *parser_,
                           beast::bind_front_handler(&connection::on_read_body,
@@ -893,12 +915,17 @@ void connection::on_read_body(error_code ec, std::size_t) {
     parser_->put_eof(ec);
   }
   if (ec) return fail(ec, "reading the response body");
-  disarm_step();
   auto got = piece_.size() - parser_->get().body().size;
+  // Reads of chunk framing alone carry nothing: no progress.
+  bool progress = false;
   if (got > 0) {
+    progress = true;
     std::string_view bytes{piece_.data(), got};
     if (current_->stream) {
-      if (!current_->obs->on_data(bytes)) paused_ = true;
+      auto verdict = current_->obs->on_data(bytes);
+      paused_ = !verdict.more;
+      progress = verdict.progress;
+      idle_bytes_ = idle_bytes_ || !progress;
     } else if (collected_.size() + got > core_.config().max_body_bytes) {
       return finish_failure([&] {
         auto what = make_failure(
@@ -912,6 +939,9 @@ void connection::on_read_body(error_code ec, std::size_t) {
       collected_.append(bytes);
     }
   }
+  // Progress restarts the idle deadline (armed by the next read); while
+  // paused it does not run at all.
+  if (progress || paused_ || parser_->is_done()) disarm_step();
   if (parser_->is_done()) return on_body_complete();
   if (!paused_) do_read_body();
 }
@@ -960,17 +990,24 @@ void connection::on_step_timer() {
 }
 
 void connection::on_step_timeout() {
+  // Each text names the deadline, so that a user knows which setting
+  // (model_config::timeouts, the gateway's --upstream-timeout) to look at.
   std::string text;
   switch (step_which_) {
   case deadline::connect:
     text = "connecting to " + origin_ + " took longer than " +
-           to_ms_text(step_after_);
+           to_ms_text(step_after_) + " (connect deadline)";
     break;
   case deadline::first_byte:
-    text = "no response head within " + to_ms_text(step_after_);
+    text = "no complete response head within " + to_ms_text(step_after_) +
+           " (first-byte deadline)";
     break;
   default:
-    text = "no response data for " + to_ms_text(step_after_);
+    text = idle_bytes_ ? "no stream event for " + to_ms_text(step_after_) +
+                             " (idle deadline; only comments or keep-alive "
+                             "bytes arrived)"
+                       : "no response data for " + to_ms_text(step_after_) +
+                             " (idle deadline)";
     break;
   }
   auto what = make_timeout(step_which_, std::move(text));
@@ -1001,6 +1038,12 @@ void connection::fail(error_code ec, std::string_view what) {
   bool got_bytes = ex.response_started || buffer_.size() > 0 ||
                    (parser_ && parser_->got_some());
   auto text = std::string{what} + ": " + ec.message();
+  if (ec == http::error::buffer_overflow)
+    text = std::string{what} + ": a chunk-size line or trailer exceeds " +
+           std::to_string(buffer_.max_size()) + " bytes";
+  else if (ec == http::error::header_limit)
+    text = std::string{what} + ": the response head exceeds " +
+           std::to_string(core_.config().max_header_bytes) + " bytes";
   failure result;
   switch (step_) {
   case step::resolve:

@@ -148,7 +148,7 @@ public:
     head_.fields = head.fields;
   }
 
-  bool on_data(std::string_view bytes) override {
+  data_verdict on_data(std::string_view bytes) override {
     if (ended()) return false;
     if (!ok_) {
       // The error body only feeds the failure message: keep its start.
@@ -176,7 +176,9 @@ public:
       notify_transport();
       return false;
     }
-    if (batch.chunks == 0) return true;
+    // Only comments, keep-alive bytes or a partial event: no progress for
+    // the idle deadline.
+    if (batch.chunks == 0) return {true, decoder().done()};
     last_batch_ = batch.pieces.size();
     ++unacked_;
     caf::anon_send(caller_, chunks_atom::value, tag_, std::move(batch));

@@ -37,6 +37,7 @@
 #include <bit>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <iterator>
 #include <memory>
@@ -2370,6 +2371,37 @@ std::string encode_request(const chat_request& x) {
   return out;
 }
 
+namespace {
+
+/// The roles of chat messages the service documents (developer: as the
+/// Responses API and OpenAI's chat API take it).
+bool is_known_role(std::string_view role) {
+  return role == "system" || role == "user" || role == "assistant" ||
+         role == "tool" || role == "developer";
+}
+
+/// `x` as a short text for an error message ("0.7", "-5", "2").
+std::string number_text(double x) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), x);
+  return ec == std::errc{} ? std::string{buf, end} : std::string{"?"};
+}
+
+/// At most the first 40 bytes of `s` (never half a UTF-8 sequence),
+/// control characters as '?': safe to quote.
+std::string printable(std::string_view s) {
+  auto n = std::min<std::size_t>(s.size(), 40);
+  while (n < s.size() && n > 0 &&
+         (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80)
+    --n;
+  std::string out{s.substr(0, n)};
+  for (auto& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return out;
+}
+
+} // namespace
+
 failure validate_request(const chat_request& x) {
   auto bad = [](std::string field, std::string_view what) {
     field += ": ";
@@ -2391,17 +2423,44 @@ failure validate_request(const chat_request& x) {
       return bad(std::string{field}, "not a finite number");
     return {};
   };
+  // A number must be finite and within [lo, hi] (the documented range).
+  auto check_range = [&](const std::optional<double>& v, std::string_view field,
+                         double lo, double hi) -> failure {
+    if (auto err = check_number(v, field)) return err;
+    if (v && (*v < lo || *v > hi))
+      return bad(std::string{field}, "must be between " + number_text(lo) +
+                                         " and " + number_text(hi) + ", not " +
+                                         number_text(*v));
+    return {};
+  };
+  auto check_count = [&](const std::optional<int64_t>& v,
+                         std::string_view field, int64_t lo,
+                         int64_t hi) -> failure {
+    if (v && (*v < lo || *v > hi))
+      return bad(std::string{field}, "must be between " + std::to_string(lo) +
+                                         " and " + std::to_string(hi) +
+                                         ", not " + std::to_string(*v));
+    return {};
+  };
   if (x.model.empty()) return bad("model", "empty");
   if (x.messages.empty()) return bad("messages", "empty");
-  for (size_t i = 0; i < x.messages.size(); ++i)
-    if (x.messages[i].role.empty())
-      return bad("messages[" + std::to_string(i) + "].role", "empty");
-  if (auto err = check_number(x.temperature, "temperature")) return err;
-  if (auto err = check_number(x.top_p, "top_p")) return err;
-  if (auto err = check_number(x.frequency_penalty, "frequency_penalty"))
+  for (size_t i = 0; i < x.messages.size(); ++i) {
+    auto& role = x.messages[i].role;
+    auto field = "messages[" + std::to_string(i) + "].role";
+    if (role.empty()) return bad(field, "empty");
+    if (!is_known_role(role))
+      return bad(field, "unknown role '" + printable(role) +
+                            "' (system, developer, user, assistant or tool)");
+  }
+  if (auto err = check_range(x.temperature, "temperature", 0, 2)) return err;
+  if (auto err = check_range(x.top_p, "top_p", 0, 1)) return err;
+  if (auto err = check_range(x.frequency_penalty, "frequency_penalty", -2, 2))
     return err;
-  if (auto err = check_number(x.presence_penalty, "presence_penalty"))
+  if (auto err = check_range(x.presence_penalty, "presence_penalty", -2, 2))
     return err;
+  if (auto err = check_count(x.max_tokens, "max_tokens", 1, INT32_MAX))
+    return err;
+  if (auto err = check_count(x.n, "n", 1, 128)) return err;
   for (size_t i = 0; i < x.tools.size(); ++i) {
     auto field = "tools[" + std::to_string(i) + "].function";
     if (x.tools[i].name.empty()) return bad(field + ".name", "empty");

@@ -10,6 +10,7 @@
 #include "maritaca/apps/listener.hpp"
 #include "maritaca/gateway/http.hpp"
 #include "maritaca/gateway/router.hpp"
+#include "maritaca/transport/bounded_parser.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -350,7 +351,7 @@ public:
   }
 
 private:
-  using request_parser = http::request_parser<http::string_body>;
+  using request_parser = transport::bounded_parser<true, http::string_body>;
 
   std::shared_ptr<connection> self() { return shared_from_this(); }
 
@@ -367,7 +368,7 @@ private:
     awaiting_head_.store(true, std::memory_order_relaxed);
     parser_.emplace();
     parser_->body_limit(opts_.max_body_bytes);
-    parser_->header_limit(static_cast<std::uint32_t>(opts_.max_header_bytes));
+    parser_->head_limit(opts_.max_header_bytes);
     // The first request and a pipelined one must arrive promptly; between
     // keep-alive requests the idle timeout applies.
     auto first = requests_ == 0 || buffer_.size() > 0;

@@ -114,4 +114,10 @@ inline failure make_failure(errc code, std::string message) {
 /// Makes a `timeout` failure for deadline `which`.
 failure make_timeout(deadline which, std::string message);
 
+/// Replaces every occurrence of `secret` in `text` by "[redacted]".
+/// Secrets shorter than 6 bytes are left alone: they would match ordinary
+/// words. For texts from a server, which may echo what it was sent (some
+/// proxies repeat the request's Authorization header in their errors).
+void redact(std::string& text, std::string_view secret);
+
 } // namespace maritaca

@@ -46,7 +46,8 @@ struct timeouts {
   std::chrono::milliseconds connect{5'000};
   /// From the request being sent to the response head arriving.
   std::chrono::milliseconds first_byte{60'000};
-  /// Between two reads of the response body.
+  /// Between two pieces of the response body that make progress (for
+  /// streams: between two events; comments do not count).
   std::chrono::milliseconds idle{30'000};
   /// The whole exchange.
   std::chrono::milliseconds total{600'000};
@@ -120,6 +121,25 @@ struct response_head {
   header_list fields;
 };
 
+/// What `observer::on_data` tells the client about a piece of the body.
+struct data_verdict {
+  /// Keep reading; false pauses reading from the socket until
+  /// `http_client::resume` (back-pressure).
+  bool more = true;
+  /// The piece carried progress, which restarts the idle deadline. An
+  /// event-stream observer says false for pieces holding only comments or
+  /// keep-alive bytes, so that a server sending nothing but those still
+  /// meets the idle deadline.
+  bool progress = true;
+
+  /// `more` as given, with progress (what `return true;` means).
+  constexpr data_verdict(bool more_reading = true,
+                         bool made_progress = true) noexcept
+      : more(more_reading), progress(made_progress) {
+    // nop
+  }
+};
+
 /// Receives the events of one exchange: `on_head`, then `on_data` zero or
 /// more times, then exactly one of `on_done` or `on_failure` (which may also
 /// come without any event before it).
@@ -135,10 +155,10 @@ public:
   /// said no).
   virtual void on_head(const response_head& head) = 0;
 
-  /// A piece of the body arrived. Returning false pauses reading from the
-  /// socket until `http_client::resume` (back-pressure); the idle deadline
-  /// does not run while paused.
-  virtual bool on_data(std::string_view bytes) = 0;
+  /// A piece of the body arrived. The verdict may pause reading (the idle
+  /// deadline does not run while paused) and says whether the piece counts
+  /// as progress for the idle deadline (`return true;`: go on, progress).
+  virtual data_verdict on_data(std::string_view bytes) = 0;
 
   /// The body is complete.
   virtual void on_done() = 0;
