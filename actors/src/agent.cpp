@@ -1,5 +1,7 @@
 #include "maritaca/agent.hpp"
 
+#include "deadline_timer.hpp"
+
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
@@ -31,6 +33,8 @@ struct run_state {
   bool started = false;
   bool finished = false;
   caf::typed_response_promise<agent_result> rp;
+  /// When the whole run must have ended.
+  std::chrono::steady_clock::time_point deadline_at;
   /// Results of the running step's tool calls, in call order.
   std::vector<std::optional<std::string>> results;
   std::size_t pending = 0;
@@ -181,7 +185,8 @@ caf::behavior run_impl(run_self* self, agent spec) {
           return rp;
         }
         // The whole run's deadline.
-        self->delayed_send(self, st.spec->deadline(), tick_atom::value);
+        st.deadline_at = std::chrono::steady_clock::now() + st.spec->deadline();
+        detail::hop_toward(self, st.deadline_at, tick_atom::value);
         auto session = st.spec->session();
         if (!session) {
           st.messages = std::move(in.messages);
@@ -204,7 +209,10 @@ caf::behavior run_impl(run_self* self, agent spec) {
         return rp;
       },
       [=](tick_atom) {
-        auto ms = std::to_string(self->state.spec->deadline().count());
+        auto& st = self->state;
+        if (!detail::due(st.deadline_at))
+          return detail::hop_toward(self, st.deadline_at, tick_atom::value);
+        auto ms = std::to_string(st.spec->deadline().count());
         finish(self,
                make_error(make_timeout(
                    deadline::total, "the agent run took over " + ms + " ms")));

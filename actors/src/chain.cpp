@@ -1,5 +1,6 @@
 #include "maritaca/chain.hpp"
 
+#include "deadline_timer.hpp"
 #include "stream_receive.hpp"
 
 #include <caf/exit_reason.hpp>
@@ -88,6 +89,8 @@ struct run_state {
   caf::typed_response_promise<chain_output> rp;
   bool started = false;
   bool finished = false;
+  /// When the whole run must have ended.
+  std::chrono::steady_clock::time_point deadline_at;
   /// The model asked now, and the attempts made with it.
   std::size_t model = 0;
   uint32_t model_attempts = 0;
@@ -233,7 +236,8 @@ caf::behavior run_impl(run_self* self, chain spec, variables vars,
         st.started = true;
         st.rp = self->make_response_promise<chain_output>();
         auto rp = st.rp;
-        self->delayed_send(self, st.spec->deadline(), tick_atom::value);
+        st.deadline_at = std::chrono::steady_clock::now() + st.spec->deadline();
+        detail::hop_toward(self, st.deadline_at, tick_atom::value);
         auto in = st.spec->prompt().format(st.vars);
         if (!in) {
           fail(self, std::move(in.error()));
@@ -264,7 +268,10 @@ caf::behavior run_impl(run_self* self, chain spec, variables vars,
         if (!st.finished && st.attempts == at) attempt(self);
       },
       [=](tick_atom) {
-        auto ms = std::to_string(self->state.spec->deadline().count());
+        auto& st = self->state;
+        if (!detail::due(st.deadline_at))
+          return detail::hop_toward(self, st.deadline_at, tick_atom::value);
+        auto ms = std::to_string(st.spec->deadline().count());
         fail(self,
              make_error(make_timeout(deadline::total,
                                      "the chain run took over " + ms + " ms")));

@@ -1,6 +1,7 @@
 #include "maritaca/dispatcher.hpp"
 
 #include "bucket.hpp"
+#include "deadline_timer.hpp"
 
 #include "maritaca/error.hpp"
 #include "maritaca/request.hpp"
@@ -472,11 +473,11 @@ bool drop_queued(dispatcher_self* self, uint64_t id, failure why) {
 void arm_sweep(dispatcher_self* self, clock_type::time_point when) {
   auto& st = self->state;
   if (when == never || when >= st.sweep_at) return;
-  st.sweep_at = when;
-  auto wait = std::chrono::duration_cast<std::chrono::microseconds>(
-      when - clock_type::now());
-  self->delayed_send(self, std::max(wait, std::chrono::microseconds{0}),
-                     expire_atom::value, ++st.sweep_generation);
+  // In hops (see deadline_timer.hpp): a dispatcher that shut down is not
+  // kept in memory until the deadline of its last ask.
+  st.sweep_at = std::min(when, clock_type::now() + detail::max_timer_hop);
+  detail::hop_toward(self, st.sweep_at, expire_atom::value,
+                     ++st.sweep_generation);
 }
 
 /// Ends every ask whose deadline passed: queued ones here, running ones
