@@ -37,6 +37,7 @@ maritaca::model_config make_model_config(const gw::options& o) {
   cfg.timeouts.total = o.upstream_timeout;
   cfg.timeouts.first_byte =
       std::min(cfg.timeouts.first_byte, o.upstream_timeout);
+  cfg.timeouts.idle = std::min(o.upstream_idle_timeout, o.upstream_timeout);
   auto& cl = cfg.limits.cluster;
   cl.listen = o.cluster_listen;
   cl.join = o.cluster_join;

@@ -4,6 +4,7 @@
 // frees the upstream slot.
 
 #include "support/process.hpp"
+#include "support/raw_http.hpp"
 
 #include "maritaca/transport/sse_parser.hpp"
 #include "maritaca/transport/wire.hpp"
@@ -42,183 +43,11 @@ const std::string token2 = "gw-token-beta";
 
 using clock_type = std::chrono::steady_clock;
 
-// -- a tiny raw HTTP client
-// -------------------------------------------------------
-
-/// A connected socket, closed on destruction.
-class conn {
-public:
-  explicit conn(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd_ < 0 ||
-        connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
-      throw std::runtime_error("cannot connect");
-  }
-
-  ~conn() { close(); }
-
-  conn(const conn&) = delete;
-  conn& operator=(const conn&) = delete;
-
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  bool send(std::string_view data) {
-    while (!data.empty()) {
-      auto n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-
-  /// Reads what is available within `timeout`: "" at EOF or timeout
-  /// (`eof` tells which).
-  std::string read_some(std::chrono::milliseconds timeout, bool& eof) {
-    eof = false;
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
-    char buf[16384];
-    auto n = ::recv(fd_, buf, sizeof(buf), 0);
-    if (n <= 0) {
-      eof = true;
-      return {};
-    }
-    return std::string(buf, static_cast<std::size_t>(n));
-  }
-
-  /// Returns whether the peer closes the connection within `timeout`.
-  bool closed_within(std::chrono::milliseconds timeout) {
-    auto end = clock_type::now() + timeout;
-    while (clock_type::now() < end) {
-      bool eof = false;
-      read_some(50ms, eof);
-      if (eof) return true;
-    }
-    return false;
-  }
-
-  int fd() const noexcept { return fd_; }
-
-private:
-  int fd_ = -1;
-};
-
-/// One response as received.
-struct result {
-  int status = 0;
-  std::string head;
-  std::string body;
-  /// Arrival times (since sending) of the reads that carried body bytes.
-  std::vector<double> arrivals;
-  bool complete = false;
-
-  /// Returns a header's value (case-insensitive name), or "".
-  std::string header(const std::string& name) const {
-    auto lower = [](std::string s) {
-      for (auto& c : s)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      return s;
-    };
-    auto h = lower(head);
-    auto key = "\r\n" + lower(name) + ":";
-    auto pos = h.find(key);
-    if (pos == std::string::npos) return {};
-    auto start = pos + key.size();
-    auto end = head.find("\r\n", start);
-    auto v = head.substr(start, end - start);
-    while (!v.empty() && v.front() == ' ')
-      v.erase(0, 1);
-    return v;
-  }
-};
-
-/// Builds a request. `headers` are complete lines ending in "\r\n".
-std::string make_request(const std::string& method, const std::string& target,
-                         const std::string& headers = {},
-                         const std::string& body = {},
-                         bool keep_alive = false) {
-  std::string out = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-  if (!keep_alive) out += "Connection: close\r\n";
-  if (!body.empty() || method == "POST")
-    out += "Content-Type: application/json\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n";
-  out += headers + "\r\n" + body;
-  return out;
-}
-
-/// Undoes the chunked coding of `raw`; sets `complete` when the last chunk
-/// was there.
-std::string dechunk(const std::string& raw, bool& complete) {
-  std::string out;
-  std::size_t pos = 0;
-  complete = false;
-  while (pos < raw.size()) {
-    auto eol = raw.find("\r\n", pos);
-    if (eol == std::string::npos) break;
-    auto len = std::strtoul(raw.substr(pos, eol - pos).c_str(), nullptr, 16);
-    if (len == 0) {
-      complete = true;
-      break;
-    }
-    if (eol + 2 + len > raw.size()) break;
-    out += raw.substr(eol + 2, len);
-    pos = eol + 2 + len + 2;
-  }
-  return out;
-}
-
-/// Parses the head and the (maybe chunked) body of `raw`.
-void parse_response(const std::string& raw, result& r) {
-  auto head_end = raw.find("\r\n\r\n");
-  if (raw.rfind("HTTP/1.", 0) != 0 || head_end == std::string::npos) return;
-  r.head = raw.substr(0, head_end);
-  r.status = std::atoi(r.head.substr(9, 3).c_str());
-  auto body = raw.substr(head_end + 4);
-  if (r.header("transfer-encoding") == "chunked") {
-    r.body = dechunk(body, r.complete);
-  } else {
-    r.body = body;
-    auto cl = r.header("content-length");
-    r.complete = cl.empty() || body.size() == std::stoul(cl);
-  }
-}
-
-/// Sends `raw` on a fresh connection and reads until the server closes.
-result roundtrip(int port, const std::string& raw,
-                 std::chrono::milliseconds timeout = 30s) {
-  conn c{port};
-  auto start = clock_type::now();
-  c.send(raw);
-  std::string all;
-  std::size_t head_end = std::string::npos;
-  result r;
-  auto end = start + timeout;
-  while (clock_type::now() < end) {
-    bool eof = false;
-    auto piece = c.read_some(100ms, eof);
-    if (eof) break;
-    if (piece.empty()) continue;
-    all += piece;
-    if (head_end == std::string::npos) {
-      head_end = all.find("\r\n\r\n");
-      if (head_end != std::string::npos && all.size() > head_end + 4)
-        r.arrivals.push_back(
-            std::chrono::duration<double>(clock_type::now() - start).count());
-    } else {
-      r.arrivals.push_back(
-          std::chrono::duration<double>(clock_type::now() - start).count());
-    }
-  }
-  parse_response(all, r);
-  return r;
-}
+// The raw HTTP client of tests/support/raw_http.hpp.
+using conn = maritaca::test::raw_conn;
+using result = maritaca::test::raw_result;
+using maritaca::test::make_request;
+using maritaca::test::roundtrip;
 
 std::string bearer(const std::string& t = token) {
   return "Authorization: Bearer " + t + "\r\n";

@@ -123,6 +123,10 @@ upstream:
   --upstream-timeout S    deadline of one upstream attempt (600); also
                           caps the wait for its response head (60). With
                           retries a client may wait (1 + retries) times it
+  --upstream-idle-timeout S
+                          longest wait between two pieces of an upstream
+                          answer (stream: between two events; comments do
+                          not count) (30)
   --ca-file FILE          extra trusted CA certificates (PEM)
 
 clients:
@@ -206,6 +210,7 @@ parse_result parse_options(int argc, const char* const* argv,
         "--max-queue",
         "--max-retries",
         "--upstream-timeout",
+        "--upstream-idle-timeout",
         "--ca-file",
         "--forward-header",
         "--max-body-bytes",
@@ -261,6 +266,8 @@ parse_result parse_options(int argc, const char* const* argv,
       ok = parse_number<uint32_t>(value, out.max_retries, 0, 100);
     } else if (flag == "--upstream-timeout") {
       ok = parse_seconds(value, out.upstream_timeout);
+    } else if (flag == "--upstream-idle-timeout") {
+      ok = parse_seconds(value, out.upstream_idle_timeout);
     } else if (flag == "--ca-file") {
       out.ca_file = value;
       ok = !value.empty();

@@ -34,6 +34,8 @@ struct options {
   uint32_t max_retries = 2;
   /// Deadline of one whole upstream attempt.
   std::chrono::milliseconds upstream_timeout{600'000};
+  /// Longest wait between two pieces of an upstream answer.
+  std::chrono::milliseconds upstream_idle_timeout{30'000};
   /// Extra trusted CA file (PEM) for the upstream.
   std::string ca_file;
   /// Request header fields passed to the upstream (tests).
