@@ -1,20 +1,28 @@
 // Fuzzes the gateway's request path without sockets: raw bytes go through
-// Beast's request parser with the gateway's limits (as server.cpp reads
-// them, pipelined requests included), become gateway::request values the
-// way server.cpp makes them, and are routed by the gateway's router (token
+// the bounded request parser with the gateway's limits and a read buffer
+// bounded as server.cpp bounds it (pipelined requests included), through
+// the framing rules (apps/http_guard) and the head check (router::
+// check_head, before any body), become gateway::request values the way
+// server.cpp makes them, and are routed by the gateway's router (token
 // check, metrics) to handlers that run the same body validation as the
 // real routes (service.cpp) but answer at once instead of asking upstream.
 //
 // Checks: exactly one response per request, a sane status, a valid JSON
 // body, error bodies in the OpenAI shape, protected handlers only run with
 // the right bearer token, the token is never echoed unless sent elsewhere,
-// header values hold no CR/LF/NUL, the metrics stay well-formed.
+// header values hold no CR/LF/NUL, the metrics stay well-formed; the head
+// check answers only 401/404/405 and never runs a handler; a request the
+// framing rules let through has one way to its length (a lone chunked or a
+// Content-Length); the parser never needs more buffered bytes than the
+// bound, and a head it accepts is within the head limit.
 
 #include "beast_request.hpp"
 #include "codec.hpp"
+#include "maritaca/apps/http_guard.hpp"
 #include "maritaca/gateway/http.hpp"
 #include "maritaca/gateway/metrics.hpp"
 #include "maritaca/gateway/router.hpp"
+#include "maritaca/transport/bounded_parser.hpp"
 #include "maritaca/transport/wire.hpp"
 
 #include "fuzz_util.hpp"
@@ -226,30 +234,72 @@ void handle(http::request<http::string_body>&& msg) {
   }
 }
 
+/// The bytes of a parsed head's fields as the bounded parser counts them.
+std::size_t head_bytes(const http::request<http::string_body>& msg) {
+  std::size_t n = 0;
+  for (auto& f : msg)
+    n += f.name_string().size() + f.value().size() + 4;
+  return n;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   std::string_view rest{reinterpret_cast<const char*>(data), size};
   server_options opts;
+  auto bound = apps::read_buffer_limit(opts.max_header_bytes);
   // Up to four pipelined requests, each with a fresh parser (as server.cpp).
   for (int i = 0; i < 4 && !rest.empty(); ++i) {
-    http::request_parser<http::string_body> p;
+    transport::bounded_parser<true, http::string_body> p;
     p.eager(true);
     p.body_limit(opts.max_body_bytes);
-    p.header_limit(static_cast<std::uint32_t>(opts.max_header_bytes));
+    p.head_limit(opts.max_header_bytes);
     boost::beast::error_code ec;
+    // `held` models the read buffer: bytes read but not consumed yet.
+    std::size_t held = 0;
+    bool head_checked = false;
+    bool answered_early = false;
     while (!p.is_done()) {
       if (rest.empty()) return 0; // incomplete: the server waits, times out
-      auto n = p.put(boost::asio::buffer(rest.data(), rest.size()), ec);
+      // The server reads at most what fits in its bounded buffer.
+      held = std::min(rest.size(), bound);
+      auto n = p.put(boost::asio::buffer(rest.data(), held), ec);
       rest.remove_prefix(n);
       if (ec == http::error::need_more) {
         ec = {};
+        // A full buffer the parser cannot use: buffer_overflow, 400.
+        if (n == 0 && held >= bound) return 0;
         if (n == 0) return 0; // needs more than there is
-        continue;
+      } else if (ec) {
+        // The server answers 413/431/400 (apps::refusal_for) and closes.
+        FUZZ_CHECK(apps::refusal_for(ec, opts.max_body_bytes).has_value());
+        return 0;
       }
-      if (ec) return 0; // the server closes (or answers 413/431)
+      if (p.is_header_done() && !head_checked) {
+        head_checked = true;
+        auto& msg = p.get();
+        FUZZ_CHECK(head_bytes(msg) <= opts.max_header_bytes);
+        if (msg.target().size() > opts.max_url_bytes) return 0; // 414
+        if (auto r = apps::check_framing(msg, msg.version(), p.chunked())) {
+          FUZZ_CHECK(r->status == 400);
+          return 0; // answered, then closed
+        }
+        // What passes has one framing: a lone chunked or a length.
+        FUZZ_CHECK(
+            !(p.chunked() && msg.count(http::field::content_length) > 0));
+        auto head = to_request_head(msg, "127.0.0.1:1");
+        if (auto early = the_router().check_head(head)) {
+          FUZZ_CHECK(early->status == 401 || early->status == 404 ||
+                     early->status == 405);
+          FUZZ_CHECK(valid_json(early->body));
+          // A body pending closes the connection after the answer.
+          if (!p.is_done()) return 0;
+          answered_early = true;
+          break;
+        }
+      }
     }
-    handle(p.release());
+    if (!answered_early) handle(p.release());
   }
   // Metrics stay Prometheus text with bounded labels and no secrets.
   auto text = stats->render({});

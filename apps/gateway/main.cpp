@@ -98,6 +98,11 @@ int main(int argc, char** argv) {
   case gw::parse_result::run:
     break;
   }
+  if (opts.api_key.empty())
+    std::cerr << "maritaca-gateway: warning: no upstream API key "
+                 "(--api-key-file or MARITACA_API_KEY): "
+              << maritaca::transport::redact_userinfo(opts.upstream)
+              << " will likely refuse every ask (clients get 502)\n";
   if (opts.tokens.empty())
     std::cerr << "maritaca-gateway: warning: no --token given, every route "
                  "is open to anyone who can connect\n";

@@ -741,13 +741,15 @@ TEST_CASE("the upstream key never reaches a client, the log or /metrics") {
   CHECK(contains(text, "POST /ask 200"));
   CHECK_FALSE(contains(text, upstream_key));
   CHECK_FALSE(contains(text, token));
-  // A wrong upstream key: the upstream's 401 comes through, no key with it.
+  // A wrong upstream key: 502 (a 401 would blame the client's token), no
+  // key with it.
   std::string log2 = e.log_file + ".2";
   {
     scoped_env key{"MARITACA_API_KEY", "sk-wrong-key-0815"};
     gateway_process gw{e.sim.base_url(), {"--access-log", "--verbose"}, log2};
     auto r = post(gw.port, "/ask", R"({"text":"hi"})", "");
-    CHECK(r.status == 401);
+    CHECK(r.status == 502);
+    CHECK(contains(r.body, "upstream_auth_failed"));
     CHECK_FALSE(contains(r.body, "sk-wrong-key-0815"));
     CHECK_FALSE(contains(get(gw.port, "/metrics", "").body, "sk-wrong"));
   }

@@ -88,7 +88,16 @@ http_error map_failure(const failure& f) {
   http_error e;
   e.code = std::string{to_string(f.code)};
   e.retry_after_ms = f.retry_after_ms;
-  if (f.status >= 400 && f.status <= 599) {
+  if (f.code == errc::unauthorized || f.code == errc::forbidden) {
+    // The upstream refused the gateway's own key: to a client, 401/403
+    // would say that its gateway token is wrong.
+    e.status = 502;
+    e.code = "upstream_auth_failed";
+    e.message = "the upstream refused the gateway's API key (HTTP " +
+                std::to_string(f.status != 0 ? f.status : 401) +
+                "); the gateway's operator must check --api-key-file or "
+                "MARITACA_API_KEY";
+  } else if (f.status >= 400 && f.status <= 599) {
     // The upstream answered with an error: same status for the client.
     e.status = f.status;
     e.message = "upstream: " + (f.message.empty() ? e.code : f.message);
@@ -110,12 +119,6 @@ http_error map_failure(const failure& f) {
       break;
     case errc::step_limit:
       e.status = 500;
-      break;
-    case errc::unauthorized:
-      e.status = 401;
-      break;
-    case errc::forbidden:
-      e.status = 403;
       break;
     case errc::not_found:
       e.status = 404;

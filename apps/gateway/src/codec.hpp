@@ -40,8 +40,9 @@ struct http_error {
 };
 
 /// Maps a failure of an upstream ask: an upstream HTTP error keeps its
-/// status; timeouts become 504, connection and protocol failures 502, a
-/// full queue 503.
+/// status, but for the upstream refusing the gateway's key (401/403),
+/// which becomes 502 `upstream_auth_failed`; timeouts become 504,
+/// connection and protocol failures 502, a full queue 503.
 http_error map_failure(const failure& f);
 
 /// Makes the response of `e`: an OpenAI-style JSON body, plus `Retry-After`
