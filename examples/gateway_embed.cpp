@@ -128,7 +128,10 @@ int main(int argc, char** argv) {
             .host = "127.0.0.1",
             .port = 0,
         },
-        gw::router::as_handler(app));
+        gw::router::as_handler(app),
+        // 401/404/405 before a body is read: nobody makes us hold one
+        // without a token.
+        gw::router::as_head_check(app));
     auto url = server->start();
     // [mount]
     std::cout << "serving " << url << "\n";
