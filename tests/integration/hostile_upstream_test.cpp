@@ -191,7 +191,7 @@ TEST_CASE("a chunk line that never ends fails the ask, memory bounded") {
   }
   auto growth = own_peak_rss() - before;
   INFO("peak RSS grew by " << growth / 1024 << " KiB");
-  CHECK(growth < 16 * 1024 * 1024);
+  CHECK(growth < (test::under_asan ? 64 : 16) * 1024 * 1024);
 }
 
 TEST_CASE("the CLI fails on a chunk line that never ends, memory bounded") {
@@ -202,7 +202,8 @@ TEST_CASE("the CLI fails on a chunk line that never ends, memory bounded") {
   CHECK(r.status == 1);
   CHECK(contains(r.err, "protocol_error"));
   INFO("largest RSS " << r.max_rss / 1024 << " KiB");
-  CHECK(r.max_rss < 64 * 1024 * 1024);
+  // Unbounded, it grew to 1 GiB; an ASan build starts larger.
+  CHECK(r.max_rss < (test::under_asan ? 256 : 64) * 1024 * 1024);
 }
 
 TEST_CASE("a response head of 10,000 fields meets the head limit") {

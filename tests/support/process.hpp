@@ -14,6 +14,20 @@
 
 namespace maritaca::test {
 
+/// Whether this build runs under AddressSanitizer (then resident sets say
+/// little: freed memory waits in ASan's quarantine).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool under_asan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool under_asan = true;
+#else
+inline constexpr bool under_asan = false;
+#endif
+#else
+inline constexpr bool under_asan = false;
+#endif
+
 /// Returns the path of a program built into the binary directory.
 std::string bin_path(const std::string& program);
 
