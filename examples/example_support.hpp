@@ -8,7 +8,7 @@
 
 #include "maritaca/options.hpp"
 
-#include "server.hpp"
+#include "maritaca/sim/server.hpp"
 
 #include <cstdlib>
 #include <iostream>

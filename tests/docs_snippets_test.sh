@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks that the code snippets of docs/*.md are the compiled examples.
+# Checks that the code snippets of README.md and docs/*.md are the compiled
+# examples.
 #
 # A ```cpp block whose first line is `// examples/FILE.cpp [name]` must equal
 # (after removing the common indentation) the lines between the two marker
@@ -49,7 +50,7 @@ checked=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-for doc in "$root"/docs/*.md; do
+for doc in "$root"/README.md "$root"/docs/*.md; do
   [ -e "$doc" ] || continue
   # Split the document's cpp blocks into numbered files: block.N holds the
   # body, block.N.line the line number of the opening fence.

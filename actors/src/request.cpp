@@ -424,10 +424,19 @@ void forward_chunks(request_self* self, sse::chunk_batch& batch) {
   auto probe_every = std::max<uint64_t>(window / 4, 1);
   // The aggregate first: the pieces are moved into the messages below.
   st.aggregate.add(batch);
-  // The last chunk of the batch becomes a probe when credit runs out.
-  auto total = batch.pieces.size();
+  // A piece that carries nothing (a role-only delta, an empty content
+  // string) is no chunk for the subscribers.
+  auto empty = [](const sse::chunk_batch::piece& p) {
+    return !p.usage && p.choice.content.empty() &&
+           p.choice.tool_calls.empty() && p.choice.finish_reason.empty();
+  };
+  // The last chunk sent of the batch becomes a probe when credit runs out.
+  size_t total = 0;
+  for (auto& p : batch.pieces)
+    if (!empty(p)) ++total;
   size_t done = 0;
   for (auto& p : batch.pieces) {
+    if (empty(p)) continue;
     chat_chunk x;
     if (p.usage) {
       x.usage = p.usage;

@@ -1,4 +1,4 @@
-#include "faults.hpp"
+#include "maritaca/sim/faults.hpp"
 
 #include "hash.hpp"
 

@@ -2,8 +2,8 @@
 /// maritaca-sim: a Maritaca-compatible chat API server with deterministic
 /// answers and fault injection (see `--help`).
 
-#include "options.hpp"
-#include "server.hpp"
+#include "maritaca/sim/options.hpp"
+#include "maritaca/sim/server.hpp"
 
 #include <pthread.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-#include "options.hpp"
+#include "maritaca/sim/options.hpp"
 
 #include "maritaca/apps/flags.hpp"
 

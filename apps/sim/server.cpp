@@ -1,8 +1,8 @@
-#include "server.hpp"
+#include "maritaca/sim/server.hpp"
 
 #include "answers.hpp"
-#include "faults.hpp"
 #include "hash.hpp"
+#include "maritaca/sim/faults.hpp"
 #include "stats.hpp"
 
 #include "maritaca/apps/http_guard.hpp"
@@ -1113,6 +1113,20 @@ struct server::impl {
   std::string url;
   bool stopped = false;
 };
+
+namespace {
+
+options embedded_options() {
+  options opts;
+  opts.threads = 1;
+  return opts;
+}
+
+} // namespace
+
+server::server() : server(embedded_options()) {
+  // nop
+}
 
 server::server(options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
   // nop

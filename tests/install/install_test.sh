@@ -15,6 +15,10 @@ trap cleanup EXIT
 
 cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
 test -f "$work/prefix/include/maritaca/chat_model.hpp"
+test -f "$work/prefix/include/maritaca/sim/server.hpp"
+test -f "$work/prefix/include/maritaca/gateway/service.hpp"
+# Beast-side code stays out of the installed headers.
+test ! -e "$work/prefix/include/maritaca/transport/bounded_parser.hpp"
 test -f "$work/prefix/lib/cmake/maritaca/maritacaConfig.cmake"
 
 cmake -S "$source_dir/consumer" -B "$work/build" \
@@ -32,3 +36,5 @@ url=$(head -n1 "$work/sim.out")
 out=$("$work/build/consumer" "$url")
 echo "consumer answered: $out"
 [[ $out == *4* ]]
+[[ $out == *Bras* ]]
+[[ $out == *gateway:*answer* ]]

@@ -119,6 +119,27 @@ TEST_CASE("use_polling_scheduler serves a caller's own actor system") {
   CHECK(test::idle_cpu(50ms, 300ms) < 100ms);
 }
 
+TEST_CASE("a stream hands out no chunk that carries nothing") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys,
+                   test::with_header(sim_config(sim), "x-sim-chunks", "70")};
+  auto chunks = model.stream("Tell a story.");
+  std::size_t words = 0;
+  std::size_t count = 0;
+  for (auto& chunk : chunks) {
+    ++count;
+    INFO("chunk " << chunk.seq);
+    CHECK((!chunk.content.empty() || !chunk.tool_calls.empty() ||
+           !chunk.finish_reason.empty() || chunk.usage.has_value()));
+    if (!chunk.content.empty()) ++words;
+  }
+  REQUIRE(chunks.result());
+  // 70 words, then the finish reason and the usage: no role-only chunk.
+  CHECK(words == 70);
+  CHECK(count == 72);
+}
+
 TEST_CASE("stream delivers chunks before the answer ends") {
   test::sim_process sim{{"--token-delay-ms", "20"}};
   test::test_system ts;

@@ -193,6 +193,14 @@ struct model_config {
     result.model = std::move(name);
     return result;
   }
+
+  /// Returns a copy sending to `url` (e.g. the embedded simulator's
+  /// `maritaca::sim::server::start()`).
+  model_config with_base_url(std::string url) const {
+    auto result = *this;
+    result.base_url = std::move(url);
+    return result;
+  }
 };
 
 /// Returns the chat completions URL for `base_url` (appends

@@ -3,7 +3,7 @@
 /// @file
 /// Command-line options of maritaca-sim.
 
-#include "faults.hpp"
+#include "maritaca/sim/faults.hpp"
 
 #include <cstdint>
 #include <string>

@@ -2,10 +2,19 @@
 
 /// @file
 /// The simulator's HTTP(S) server: a multi-threaded Beast server with one
-/// strand per connection. Usable as a program (main.cpp) or embedded in
-/// another program (it runs on its own threads).
+/// strand per connection. Usable as a program (maritaca-sim) or embedded in
+/// another program or a unit test (it runs on its own threads), CMake
+/// target `maritaca::sim`:
+///
+///     maritaca::sim::server sim;
+///     maritaca::chat_model
+///     model{maritaca::model_config{}.with_base_url(sim.start())};
+///
+/// It speaks the service's chat completions and models endpoints (under
+/// /api and /v1), deterministically, with the fault injection of its
+/// request headers (see `maritaca-sim --help`).
 
-#include "options.hpp"
+#include "maritaca/sim/options.hpp"
 
 #include <memory>
 #include <string>
@@ -15,6 +24,11 @@ namespace maritaca::sim {
 /// A Maritaca-compatible server. Not copyable; stops when destroyed.
 class server {
 public:
+  /// Prepares a server on 127.0.0.1 with an ephemeral port and one I/O
+  /// thread (nothing listens yet): the offline default of programs and
+  /// tests. `start()` returns the base URL to give a model.
+  server();
+
   /// Prepares a server with `opts` (nothing listens yet).
   explicit server(options opts);
 
