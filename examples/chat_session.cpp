@@ -44,11 +44,12 @@ int main(int argc, char** argv) {
   auto session = maritaca::spawn_session(model, scfg);
   caf::scoped_actor self{model.system()};
   auto timeout = model.config().ask_timeout;
-  // Asks to one session run one after another, so both can go at once.
-  auto first = self->request(session, timeout, maritaca::ask_atom::value,
-                             maritaca::input{"Meu nome é Ana."});
-  auto second = self->request(session, timeout, maritaca::ask_atom::value,
-                              maritaca::input{"Qual é o meu nome?"});
+  // Asks to one session run one after another, so both can go at once
+  // (ainvoke: a plain string is a user message).
+  auto first =
+      maritaca::ainvoke(self.ptr(), session, "Meu nome é Ana.", timeout);
+  auto second =
+      maritaca::ainvoke(self.ptr(), session, "Qual é o meu nome?", timeout);
   auto show = [](auto& answer) {
     answer.receive(
         [](const maritaca::ai_message& msg) {

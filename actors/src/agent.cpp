@@ -309,12 +309,21 @@ std::chrono::milliseconds agent::run_timeout() const {
   return deadline() + reply_margin;
 }
 
+agent agent::for_actor() const {
+  auto copy = *this;
+  copy.model_ = model_.for_actor();
+  return copy;
+}
+
 agent_actor agent::spawn_run() const {
-  return caf::actor_cast<agent_actor>(model_.system().spawn(run_impl, *this));
+  // The run's copy must not own the model's actor system (see
+  // `chat_model::for_actor`).
+  return caf::actor_cast<agent_actor>(
+      model_.system().spawn(run_impl, for_actor()));
 }
 
 agent_actor agent::spawn() const {
-  return model_.system().spawn(agent_impl, *this);
+  return model_.system().spawn(agent_impl, for_actor());
 }
 
 agent::result_type agent::run(input in) const {
@@ -331,8 +340,7 @@ std::future<agent::result_type> agent::arun(input in) const {
   auto fut = prom->get_future();
   // Arguments rather than captures: see `spawn_tool_worker`. The actor's
   // copy must not own the model's actor system (see `for_actor`).
-  auto copy = *this;
-  copy.model_ = model_.for_actor();
+  auto copy = for_actor();
   model_.system().spawn(
       [](caf::event_based_actor* self, decltype(prom) prom, agent copy,
          input in) {

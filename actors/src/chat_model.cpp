@@ -335,31 +335,30 @@ std::future<chat_model::result_type> chat_model::ainvoke(input in) const {
   return fut;
 }
 
-void chat_model::abatch(caf::event_based_actor* self, std::vector<input> ins,
-                        std::function<void(std::vector<result_type>)> f) const {
-  struct collector {
-    std::vector<result_type> results;
-    std::size_t missing;
-    std::function<void(std::vector<result_type>)> done;
-  };
-  auto n = ins.size();
-  auto c = std::make_shared<collector>();
-  c->results.resize(n, result_type{make_error(errc::cancelled, "no answer")});
-  c->missing = n;
-  c->done = std::move(f);
-  if (n == 0) {
-    c->done({});
-    return;
-  }
-  auto finish_one = [c](std::size_t i, result_type r) {
-    c->results[i] = std::move(r);
-    if (--c->missing == 0) c->done(std::move(c->results));
-  };
-  for (std::size_t i = 0; i < n; ++i)
-    self->request(dispatcher(), caf::infinite, ask_atom::value,
-                  make_ask(std::move(ins[i])))
-        .then([=](ai_message& msg) { finish_one(i, std::move(msg)); },
-              [=](caf::error& err) { finish_one(i, std::move(err)); });
+std::shared_ptr<detail::batch_results>
+detail::batch_results::make(std::size_t n, callback f) {
+  auto r = std::make_shared<batch_results>();
+  r->results_.resize(n, result_type{make_error(errc::cancelled, "no answer")});
+  r->missing_ = n;
+  r->done_ = std::move(f);
+  if (n == 0) r->done_({});
+  return r;
+}
+
+void detail::batch_results::set(std::size_t i, result_type r) {
+  results_[i] = std::move(r);
+  if (--missing_ == 0) done_(std::move(results_));
+}
+
+void chat_model::refuse_if_owned_by(caf::actor_system& home, ask& x) const {
+  if (!owner_ || owner_->sys.get() != &home) return;
+  // The actor would hold (or use) a handle that keeps the system alive:
+  // when the caller's handles go, nothing waits for the actor, and if it
+  // held the last one it would destroy the system on one of its threads.
+  x.options.refused =
+      "this chat_model handle owns its actor system and is used from an "
+      "actor of that system: give actors model.for_actor() instead (see "
+      "docs/async.md, 'From actors')";
 }
 
 std::future<std::vector<chat_model::result_type>>

@@ -587,6 +587,9 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
             rp.deliver(std::move(err));
             return rp;
           };
+          if (!x.options.refused.empty())
+            return refuse(make_error(errc::invalid_argument,
+                                     std::move(x.options.refused)));
           // Out-of-range values and unknown roles never reach the wire.
           if (auto bad = wire::validate_request(x.body))
             return refuse(make_error(std::move(bad)));

@@ -441,6 +441,12 @@ private:
       if (method != http::verb::get) return send_method_not_allowed("GET");
       return on_models();
     }
+    for (std::string_view prefix : {"/api/models/", "/v1/models/"})
+      if (path.substr(0, prefix.size()) == prefix &&
+          path.size() > prefix.size()) {
+        if (method != http::verb::get) return send_method_not_allowed("GET");
+        return on_model(path.substr(prefix.size()));
+      }
     if (path == "/sim/stats") {
       if (method != http::verb::get) return send_method_not_allowed("GET");
       return send_json(http::status::ok, state_.counters.to_json());
@@ -456,7 +462,8 @@ private:
   /// Whether `path` needs the API key.
   static bool is_protected(std::string_view path) {
     return path == "/api/chat/completions" || path == "/v1/chat/completions" ||
-           path == "/api/models" || path == "/v1/models";
+           path.substr(0, 11) == "/api/models" ||
+           path.substr(0, 10) == "/v1/models";
   }
 
   bool authorized() {
@@ -526,6 +533,17 @@ private:
     fault f;
     if (!pick_fault(f, false) || apply_early_fault(f)) return;
     send_json(http::status::ok, state_.models_json);
+  }
+
+  /// `GET /models/{id}`, as openai-python's `models.retrieve` asks it.
+  void on_model(std::string_view id) {
+    if (!authorized())
+      return send_error(http::status::unauthorized,
+                        "Invalid or missing API key");
+    for (auto& m : served_models())
+      if (m.id == id) return send_json(http::status::ok, wire::encode_model(m));
+    send_error(http::status::not_found,
+               "Model '" + std::string{id} + "' not found");
   }
 
   void on_chat() {

@@ -2,6 +2,7 @@
 // stream, batch, futures, actors, shutdown.
 
 #include "maritaca/chat_model.hpp"
+#include "maritaca/session.hpp"
 
 #include "support/actors.hpp"
 
@@ -232,6 +233,90 @@ TEST_CASE("abatch from plain code and from an actor") {
     CHECK(rs[i]->content().find(std::to_string((i + 1) * 2)) !=
           std::string::npos);
   }
+}
+
+TEST_CASE("abatch from a typed actor") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  using pinger = caf::typed_actor<caf::reacts_to<ask_atom>>;
+  std::promise<std::vector<chat_model::result_type>> prom;
+  auto fut = prom.get_future();
+  auto a = ts.sys.spawn([&](pinger::pointer self) -> pinger::behavior_type {
+    return {[=, &prom](ask_atom) {
+      model.abatch(self, {"What is 1+1?", "What is 2+2?"},
+                   [&prom](std::vector<chat_model::result_type> rs) {
+                     prom.set_value(std::move(rs));
+                   });
+    }};
+  });
+  caf::anon_send(a, ask_atom::value);
+  REQUIRE(fut.wait_for(30s) == std::future_status::ready);
+  auto rs = fut.get();
+  REQUIRE(rs.size() == 2);
+  REQUIRE(rs[1]);
+  CHECK(rs[1]->content().find('4') != std::string::npos);
+  caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("an owning handle used inside its own system is refused loudly") {
+  test::sim_process sim;
+  std::promise<std::string> refused;
+  std::promise<std::string> answered;
+  {
+    // The model makes its own system; its actors must hold for_actor().
+    chat_model model{sim_config(sim)};
+    model.system().spawn([model, &refused](caf::event_based_actor* self) {
+      model.ainvoke(self, "What is 2+2?")
+          .then([&refused](ai_message&) { refused.set_value("answered"); },
+                [&refused](caf::error& err) {
+                  refused.set_value(describe(err));
+                });
+    });
+    model.system().spawn([m = model.for_actor(),
+                          &answered](caf::event_based_actor* self) {
+      m.ainvoke(self, "What is 2+2?")
+          .then([&answered](ai_message& a) { answered.set_value(a.content()); },
+                [&answered](caf::error& err) {
+                  answered.set_value(describe(err));
+                });
+    });
+    auto text = refused.get_future().get();
+    INFO(text);
+    CHECK(text.find("invalid_argument") != std::string::npos);
+    CHECK(text.find("for_actor()") != std::string::npos);
+    CHECK(answered.get_future().get().find('4') != std::string::npos);
+    // From plain code (a scoped actor on the caller's thread) it is fine.
+    caf::scoped_actor self{model.system()};
+    bool ok = false;
+    model.ainvoke(self.ptr(), "What is 2+2?")
+        .receive([&](ai_message&) { ok = true; }, [&](caf::error&) {});
+    CHECK(ok);
+  }
+}
+
+TEST_CASE("sessions take plain strings from actors") {
+  test::sim_process sim;
+  test::test_system ts;
+  chat_model model{ts.sys, sim_config(sim)};
+  auto s = spawn_session(model);
+  std::promise<std::string> second;
+  ts.sys.spawn([=, &second](caf::event_based_actor* self) {
+    ainvoke(self, s, "My name is Ana.")
+        .then(
+            [=, &second](ai_message&) {
+              ainvoke(self, s, "What is my name?")
+                  .then([&second](
+                            ai_message& m) { second.set_value(m.content()); },
+                        [&second](caf::error& e) {
+                          second.set_value(describe(e));
+                        });
+            },
+            [&second](caf::error& e) { second.set_value(describe(e)); });
+  });
+  auto text = second.get_future().get();
+  CHECK(text.find("Ana") != std::string::npos);
+  caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("ainvoke and astream from an actor") {

@@ -440,6 +440,17 @@ TEST_CASE("GET /v1/models and /api/models list the upstream's models") {
   }
 }
 
+TEST_CASE("GET /v1/models/{id} retrieves one model") {
+  auto& e = env();
+  auto r = get(e.gw.port, "/v1/models/sabia-4");
+  CHECK(r.status == 200);
+  CHECK(contains(r.body, R"("id":"sabia-4")"));
+  CHECK(contains(r.body, R"("object":"model")"));
+  r = get(e.gw.port, "/api/models/no-such-model");
+  CHECK(r.status == 404);
+  CHECK(contains(r.body, "model_not_found"));
+}
+
 TEST_CASE("upstream errors keep their status, with an OpenAI error body") {
   auto& e = env();
   auto chat = std::string{R"({"model":"sabia-4","messages":[{"role":"user",)"
@@ -515,6 +526,30 @@ TEST_CASE("sessions keep a conversation") {
   CHECK(r.body == R"({"answer":"Your name is Ana."})");
   r = post(e.gw.port, "/sessions/" + id + "/ask", R"({"txt":"x"})");
   CHECK(r.status == 400);
+  // The session, listed and shown with its history.
+  r = get(e.gw.port, "/sessions");
+  CHECK(r.status == 200);
+  CHECK(contains(r.body, "\"id\":\"" + id + "\""));
+  r = get(e.gw.port, "/sessions/" + id);
+  CHECK(r.status == 200);
+  CHECK(contains(r.body, "\"id\":\"" + id + "\""));
+  CHECK(contains(r.body, "Be brief."));
+  CHECK(contains(r.body, "My name is Ana."));
+  CHECK(contains(r.body, "Your name is Ana."));
+  CHECK(get(e.gw.port, "/sessions/sess_nope").status == 404);
+  // A streamed ask keeps the history too.
+  r = post(e.gw.port, "/sessions/" + id + "/ask",
+           R"({"text":"What is my name?"})",
+           bearer() + "Accept: text/event-stream\r\n");
+  CHECK(r.status == 200);
+  CHECK(r.header("content-type") == "text/event-stream");
+  CHECK(r.arrivals.size() > 1);
+  std::string streamed;
+  for (auto& p : sse_payloads(r.body))
+    if (p != "[DONE]") streamed += p;
+  CHECK(streamed == "Your name is Ana.");
+  CHECK(contains(get(e.gw.port, "/sessions/" + id).body,
+                 "\"What is my name?\"},{\"role\":\"assistant\""));
   r = roundtrip(e.gw.port, make_request("DELETE", "/sessions/" + id, bearer()));
   CHECK(r.status == 204);
   r = post(e.gw.port, "/sessions/" + id + "/ask", R"({"text":"Hi"})");

@@ -126,44 +126,6 @@ void echo_credentials(const scripted_server& srv, int fd) {
                                      "\r\nConnection: close\r\n\r\n" + body);
 }
 
-/// What a program printed and how it ended.
-struct run_result {
-  int status = -1;
-  std::string err;
-  /// The largest resident set seen while it ran.
-  long max_rss = 0;
-};
-
-/// Runs a program of ours with `args` (stdout to /dev/null), sampling its
-/// resident set until it exits (bounded: killed after 60 s).
-run_result run_program(const std::string& program,
-                       const std::vector<std::string>& args) {
-  auto err_file =
-      "/tmp/maritaca-hostile-" + std::to_string(::getpid()) + ".err";
-  std::string cmd = "exec env -u MARITACA_API_KEY -u MARITACA_API_BASE '" +
-                    test::bin_path(program) + "'";
-  for (auto& a : args)
-    cmd += " '" + a + "'";
-  cmd += " >/dev/null 2>" + err_file + " </dev/null";
-  run_result r;
-  auto pid = ::fork();
-  if (pid == 0) {
-    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
-    ::_exit(127);
-  }
-  auto end = std::chrono::steady_clock::now() + 60s;
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    r.max_rss = std::max(r.max_rss, test::rss_of(pid));
-    if (std::chrono::steady_clock::now() > end) ::kill(pid, SIGKILL);
-    std::this_thread::sleep_for(10ms);
-  }
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = read_file(err_file);
-  std::remove(err_file.c_str());
-  return r;
-}
-
 } // namespace
 
 // -- unbounded framing
@@ -196,8 +158,9 @@ TEST_CASE("a chunk line that never ends fails the ask, memory bounded") {
 
 TEST_CASE("the CLI fails on a chunk line that never ends, memory bounded") {
   scripted_server srv{unending_chunk_line};
-  auto r = run_program("maritaca", {"ask", "--base-url", srv.base_url(),
-                                    "--max-retries", "0", "--stream", "Oi"});
+  auto r =
+      test::run_program("maritaca", {"ask", "--base-url", srv.base_url(),
+                                     "--max-retries", "0", "--stream", "Oi"});
   INFO(r.err);
   CHECK(r.status == 1);
   CHECK(contains(r.err, "protocol_error"));
@@ -311,9 +274,9 @@ TEST_CASE("an upstream that echoes the credentials: they are redacted") {
     CHECK_FALSE(contains(text, "SECRET"));
   }
   SECTION("the CLI") {
-    auto r = run_program("maritaca",
-                         {"ask", "--base-url", srv.base_url(), "--api-key",
-                          secret_key, "--max-retries", "0", "Oi"});
+    auto r = test::run_program("maritaca", {"ask", "--base-url", srv.base_url(),
+                                            "--api-key", secret_key,
+                                            "--max-retries", "0", "Oi"});
     INFO(r.err);
     CHECK(r.status == 1);
     CHECK(contains(r.err, "[redacted]"));
@@ -349,7 +312,7 @@ TEST_CASE("an upstream that echoes the credentials: they are redacted") {
 TEST_CASE("a URL with user info is refused without repeating it") {
   const std::string url = "http://user:pa55-SECRET@127.0.0.1:9/api";
   SECTION("the gateway refuses to start") {
-    auto r = run_program("maritaca-gateway", {"--upstream", url});
+    auto r = test::run_program("maritaca-gateway", {"--upstream", url});
     INFO(r.err);
     CHECK(r.status == 2);
     CHECK(contains(r.err, "user info"));
@@ -367,7 +330,7 @@ TEST_CASE("a URL with user info is refused without repeating it") {
     CHECK_FALSE(contains(describe(r.error()), "SECRET"));
   }
   SECTION("the CLI") {
-    auto r = run_program("maritaca", {"ask", "--base-url", url, "Oi"});
+    auto r = test::run_program("maritaca", {"ask", "--base-url", url, "Oi"});
     INFO(r.err);
     CHECK(r.status != 0);
     CHECK_FALSE(contains(r.err, "SECRET"));

@@ -125,6 +125,14 @@ test('response_format json_object', async () => {
   assert.equal(parsed.answer, 'The capital of Brazil is Brasília.');
 });
 
+test('models retrieve', async () => {
+  const m = await client.models.retrieve('sabia-4');
+  assert.equal(m.id, 'sabia-4');
+  assert.equal(m.object, 'model');
+  await assert.rejects(client.models.retrieve('no-such-model'),
+    (err) => err instanceof OpenAI.NotFoundError && err.status === 404);
+});
+
 test('models list', async () => {
   const ids = [];
   for await (const m of client.models.list()) ids.push(m.id);

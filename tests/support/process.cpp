@@ -1,6 +1,7 @@
 #include "support/process.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,12 +12,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -321,6 +326,76 @@ int http_post(int port, const std::string& target, const std::string& json,
                           std::to_string(json.size()) + "\r\n" + extra_headers +
                           "\r\n" + json,
                       body);
+}
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+long rss_bytes_of(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6) * 1024;
+  return 0;
+}
+
+} // namespace
+
+program_run run_program(const std::string& program,
+                        const std::vector<std::string>& args,
+                        const std::string& stdin_text,
+                        std::chrono::milliseconds limit) {
+  static std::atomic<int> runs{0};
+  auto base = "/tmp/maritaca-run-" + std::to_string(::getpid()) + "-" +
+              std::to_string(runs++);
+  {
+    std::ofstream in{base + ".in", std::ios::binary};
+    in << stdin_text;
+  }
+  program_run r;
+  auto start = std::chrono::steady_clock::now();
+  auto pid = ::fork();
+  if (pid == 0) {
+    // The child: files for stdin, stdout and stderr, no key, no base URL.
+    auto in = ::open((base + ".in").c_str(), O_RDONLY);
+    auto out =
+        ::open((base + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    auto err =
+        ::open((base + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    ::unsetenv("MARITACA_API_KEY");
+    ::unsetenv("MARITACA_API_BASE");
+    std::vector<std::string> argv{bin_path(program)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargs;
+    for (auto& a : argv)
+      cargs.push_back(a.data());
+    cargs.push_back(nullptr);
+    ::execv(cargs[0], cargs.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    r.max_rss = std::max(r.max_rss, rss_bytes_of(pid));
+    if (std::chrono::steady_clock::now() - start > limit) ::kill(pid, SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  r.took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(base + ".out");
+  r.err = slurp(base + ".err");
+  for (auto ext : {".in", ".out", ".err"})
+    std::remove((base + ext).c_str());
+  return r;
 }
 
 } // namespace maritaca::test

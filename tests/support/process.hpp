@@ -138,6 +138,27 @@ int http_post(int port, const std::string& target, const std::string& json,
 std::chrono::nanoseconds idle_cpu(std::chrono::milliseconds settle,
                                   std::chrono::milliseconds window);
 
+/// What a program printed and how it ended.
+struct program_run {
+  /// The exit status (-1 when it did not exit normally).
+  int status = -1;
+  std::string out;
+  std::string err;
+  /// The largest resident set seen while it ran, in bytes.
+  long max_rss = 0;
+  /// How long it ran.
+  std::chrono::milliseconds took{0};
+};
+
+/// Runs a program of this project (`bin_path(program)`) with `args`,
+/// `stdin_text` as its standard input, without MARITACA_API_KEY and
+/// MARITACA_API_BASE; samples its resident set until it exits. Bounded:
+/// killed after `limit`.
+program_run run_program(
+    const std::string& program, const std::vector<std::string>& args,
+    const std::string& stdin_text = {},
+    std::chrono::milliseconds limit = std::chrono::milliseconds{60'000});
+
 /// Returns a port of 127.0.0.1 that nothing listens on right now (the
 /// kernel's choice of a free one); throws when none can be found.
 int free_port();

@@ -108,6 +108,10 @@ failure make_timeout(deadline which, std::string message) {
   return result;
 }
 
+std::string to_string(const failure& x) {
+  return x.describe();
+}
+
 void redact(std::string& text, std::string_view secret) {
   constexpr std::string_view mark = "[redacted]";
   if (secret.size() < 6) return;

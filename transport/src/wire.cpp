@@ -2666,6 +2666,20 @@ failure decode_chunk(std::string_view json, completion_chunk& out) {
   return std::move(r.error);
 }
 
+namespace {
+
+void write_model(encoder& e, const model_info& x) {
+  e.begin_object();
+  e.member("id", x.id);
+  e.member("object", "model");
+  e.key("created");
+  e.integer(x.created);
+  e.member("owned_by", x.owned_by);
+  e.end_object();
+}
+
+} // namespace
+
 std::string encode_models(const std::vector<model_info>& xs) {
   std::string out;
   encoder e{out};
@@ -2673,17 +2687,17 @@ std::string encode_models(const std::vector<model_info>& xs) {
   e.member("object", "list");
   e.key("data");
   e.begin_array();
-  for (auto& x : xs) {
-    e.begin_object();
-    e.member("id", x.id);
-    e.member("object", "model");
-    e.key("created");
-    e.integer(x.created);
-    e.member("owned_by", x.owned_by);
-    e.end_object();
-  }
+  for (auto& x : xs)
+    write_model(e, x);
   e.end_array();
   e.end_object();
+  return out;
+}
+
+std::string encode_model(const model_info& x) {
+  std::string out;
+  encoder e{out};
+  write_model(e, x);
   return out;
 }
 

@@ -73,8 +73,8 @@ struct agent_config {
   /// the service ("auto"), so that "required" or a forced function cannot
   /// loop until the step limit.
   bool keep_choice = false;
-  /// Upper bound of a whole run; zero means `max_steps` times (ask timeout
-  /// plus tool timeout).
+  /// Upper bound of a whole run; zero means one ask timeout (the session's
+  /// history read) plus `max_steps` times (ask timeout plus tool timeout).
   std::chrono::milliseconds timeout{0};
 };
 
@@ -122,6 +122,11 @@ public:
 
   /// The model.
   const chat_model& model() const noexcept { return model_; }
+
+  /// The same agent with a model handle for actors to keep
+  /// (`chat_model::for_actor`): the runs and agent actors it spawns hold
+  /// this one.
+  agent for_actor() const;
 
   /// The tools.
   const std::vector<tool>& tools() const noexcept { return tools_; }

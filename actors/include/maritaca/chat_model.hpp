@@ -19,13 +19,16 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
+#include <caf/scheduled_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace caf {
@@ -37,6 +40,29 @@ namespace maritaca {
 class chunk_stream;
 
 /// A chat model (the C++ `ChatMaritaca`).
+namespace detail {
+
+/// The results of an actor's `abatch`, filled in any order and handed to
+/// its callback, in input order, once all are in.
+class batch_results {
+public:
+  using result_type = caf::expected<ai_message>;
+  using callback = std::function<void(std::vector<result_type>)>;
+
+  /// Results for `n` asks; with none, calls `f` at once.
+  static std::shared_ptr<batch_results> make(std::size_t n, callback f);
+
+  /// Stores the result of ask `i`; the last one calls the callback.
+  void set(std::size_t i, result_type r);
+
+private:
+  std::vector<result_type> results_;
+  std::size_t missing_ = 0;
+  callback done_;
+};
+
+} // namespace detail
+
 class chat_model {
 public:
   /// Result of a blocking ask.
@@ -103,25 +129,37 @@ public:
   // -- asynchronous, for actors
   // -------------------------------------------------
 
-  /// Sends an ask from `self`: `model.ainvoke(self, "Oi").then(...)`.
+  /// Sends an ask from `self` (any actor: event-based, typed, blocking):
+  /// `model.ainvoke(self, "Oi").then(...)`. From an actor of the model's
+  /// own system, hold `for_actor()`'s handle: an owning one is refused
+  /// with `invalid_argument` (see `for_actor`).
   template <class Self>
   auto ainvoke(Self* self, input in) const {
     return self->request(dispatcher(), caf::infinite, ask_atom::value,
-                         make_ask(std::move(in)));
+                         actor_ask(self, std::move(in)));
   }
 
   /// Sends a streamed ask from `self`; chunks go to `subscriber`, the
   /// aggregated answer is also the response to `self`.
   template <class Self>
   auto astream(Self* self, caf::actor subscriber, input in) const {
-    return self->request(dispatcher(), caf::infinite, ask_atom::value,
-                         make_ask(std::move(in), {std::move(subscriber)}));
+    return self->request(
+        dispatcher(), caf::infinite, ask_atom::value,
+        actor_ask(self, std::move(in), {std::move(subscriber)}));
   }
 
-  /// Sends all asks from `self` and calls `f` with the results in input
-  /// order once all are in.
-  void abatch(caf::event_based_actor* self, std::vector<input> ins,
-              std::function<void(std::vector<result_type>)> f) const;
+  /// Sends all asks from `self` (an event-based actor, typed or not) and
+  /// calls `f` with the results in input order once all are in.
+  template <class Self>
+  void abatch(Self* self, std::vector<input> ins,
+              std::function<void(std::vector<result_type>)> f) const {
+    auto results = detail::batch_results::make(ins.size(), std::move(f));
+    for (std::size_t i = 0; i < ins.size(); ++i)
+      self->request(dispatcher(), caf::infinite, ask_atom::value,
+                    actor_ask(self, std::move(ins[i])))
+          .then([results, i](ai_message& m) { results->set(i, std::move(m)); },
+                [results, i](caf::error& e) { results->set(i, std::move(e)); });
+  }
 
   // -- building blocks
   // ----------------------------------------------------------
@@ -131,6 +169,20 @@ public:
 
   /// Builds an ask (fresh id) for `in`.
   ask make_ask(input in, std::vector<caf::actor> subscribers = {}) const;
+
+  /// Builds the ask an actor `self` sends: `make_ask`, refused (see
+  /// `ask_options::refused`) when this handle owns the actor system that
+  /// runs `self`.
+  template <class Self>
+  ask actor_ask(Self* self, input in,
+                std::vector<caf::actor> subscribers = {}) const {
+    auto x = make_ask(std::move(in), std::move(subscribers));
+    // Event-based actors run on the system's own threads; a blocking one
+    // (a scoped_actor) is plain code on the caller's thread.
+    if constexpr (std::is_base_of_v<caf::scheduled_actor, Self>)
+      refuse_if_owned_by(self->home_system(), x);
+    return x;
+  }
 
   /// The dispatcher of the runtime.
   dispatcher_actor dispatcher() const;
@@ -176,6 +228,10 @@ private:
 
   chat_model(std::shared_ptr<runtime> rt, std::shared_ptr<owner> own,
              model_config cfg);
+
+  /// Marks `x` refused when this handle owns `home`, the system of the
+  /// actor about to send it.
+  void refuse_if_owned_by(caf::actor_system& home, ask& x) const;
 
   std::shared_ptr<runtime> rt_;
   /// The model's own actor system (null for a handle from `for_actor` or a

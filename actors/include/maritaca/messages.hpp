@@ -174,6 +174,10 @@ struct ask_options {
   /// (its exchange aborted). 0: no bound; the caller's own request timeout
   /// must then bound the wait. `chat_model` sets `model_config::ask_timeout`.
   std::chrono::milliseconds timeout{0};
+  /// Set when the library refuses the ask before it is sent (e.g. an
+  /// owning model handle used from an actor of its own system): the
+  /// dispatcher answers `invalid_argument` with this text at once.
+  std::string refused;
 };
 
 /// One ask, as the dispatcher receives it.
@@ -249,6 +253,37 @@ struct dispatcher_stats {
   /// limit).
   uint64_t cluster_losses = 0;
 };
+
+// -- printing
+// -------------------------------------------------------------------
+
+// How CAF prints these types (caf::to_string, deep_to_string, the
+// messages of a `maritaca` error): what they carry, short texts shortened,
+// never a header value (an ask's extra headers may hold credentials).
+
+/// E.g. `user: "Oi"` or `assistant: get_weather({"city":"Rio"})`.
+std::string to_string(const chat_message& x);
+
+/// The messages, e.g. `input([system: "...", user: "Oi"])`.
+std::string to_string(const input& x);
+
+/// E.g. `ai_message(id 7, model sabia-4, assistant: "4", stop, 1 attempt)`.
+std::string to_string(const ai_message& x);
+
+/// E.g. `chat_chunk(ask 7, seq 3, "word ")`.
+std::string to_string(const chat_chunk& x);
+
+/// `stream_done(ask 7, ai_message(...))`.
+std::string to_string(const stream_done& x);
+
+/// `stream_failed(ask 7, timeout: ...)`.
+std::string to_string(const stream_failed& x);
+
+/// `ask(id 7, lane 0, model sabia-4, 2 messages, stream)`.
+std::string to_string(const ask& x);
+
+/// The counters, e.g. `dispatcher_stats(in_flight 2, queued 0, ...)`.
+std::string to_string(const dispatcher_stats& x);
 
 } // namespace maritaca
 

@@ -100,6 +100,9 @@ struct limits {
   friend bool operator==(const limits&, const limits&) = default;
 };
 
+/// The default bound of one whole ask (`model_config::ask_timeout`).
+inline constexpr std::chrono::milliseconds default_ask_timeout{15 * 60'000};
+
 /// Everything a chat model needs.
 struct model_config {
   // -- what to ask ------------------------------------------------------------
@@ -179,9 +182,10 @@ struct model_config {
   /// Upper bound of one whole ask, queueing and retries included. The
   /// dispatcher enforces it for every ask (`ask_options::timeout`): the ask
   /// ends with `errc::timeout`, `deadline::total`, its exchange aborted.
-  /// Requests of the library to other actors (sessions, tool runners,
-  /// chains) carry it as their CAF request timeout.
-  std::chrono::milliseconds ask_timeout{15 * 60'000};
+  /// The library's requests to session actors carry it as their CAF
+  /// request timeout, and agent and chain runs derive their deadlines from
+  /// it (tool calls have their own, `agent_config::tool_timeout`).
+  std::chrono::milliseconds ask_timeout = default_ask_timeout;
 
   /// Returns the defaults with `MARITACA_API_KEY` and `MARITACA_API_BASE`
   /// applied.

@@ -14,6 +14,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -53,6 +54,27 @@ using session_actor = caf::typed_actor<
 
 /// Spawns a session asking through `model`.
 session_actor spawn_session(const chat_model& model, session_config cfg = {});
+
+/// Asks session `s` from the actor `self`, like `chat_model::ainvoke`: a
+/// plain string is a user message: `ainvoke(self, s, "Oi").then(...)`.
+/// `timeout` bounds the wait (give the model's `ask_timeout`, which bounds
+/// the session's own ask; a session that ends answers `cancelled`).
+template <class Self>
+auto ainvoke(Self* self, const session_actor& s, input in,
+             std::chrono::milliseconds timeout = default_ask_timeout) {
+  return self->request(s, timeout, ask_atom::value, std::move(in));
+}
+
+/// Asks session `s` from `self` with the answer streamed to `subscriber`
+/// (`chat_chunk`s, then `stream_done` or `stream_failed`); the whole answer
+/// is also the response to `self`.
+template <class Self>
+auto astream(Self* self, const session_actor& s, caf::actor subscriber,
+             input in,
+             std::chrono::milliseconds timeout = default_ask_timeout) {
+  return self->request(s, timeout, stream_atom::value, std::move(in),
+                       std::move(subscriber));
+}
 
 /// Estimates the tokens of `msg` (about 4 bytes per token plus framing).
 int64_t estimate_tokens(const chat_message& msg);

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <unordered_map>
 
@@ -198,6 +199,14 @@ void answer_failure(call_self* self, const caf::error& err) {
   answer(self, detail::to_response(svc->client_error(f)));
 }
 
+/// Sets up a call's state; a client that leaves is told as `gone_atom`.
+void start_call(call_self* self, impl_ptr svc, responder_ptr res) {
+  auto& st = self->state;
+  st.svc = std::move(svc);
+  st.res = std::move(res);
+  watch_client(self, st.res);
+}
+
 /// The behavior every call has besides its pending request: a client that
 /// leaves cancels the work.
 caf::behavior call_behavior(call_self* self) {
@@ -220,11 +229,8 @@ using encoder = std::function<response(ai_message&)>;
 /// Sends one ask through the dispatcher and answers with `encode(answer)`.
 caf::behavior ask_call(call_self* self, impl_ptr svc, responder_ptr res, ask x,
                        encoder encode) {
-  auto& st = self->state;
-  st.svc = svc;
-  st.res = res;
-  st.ask_id = x.id;
-  watch_client(self, res);
+  start_call(self, svc, res);
+  self->state.ask_id = x.id;
   self->request(svc->model.dispatcher(), svc->model.config().ask_timeout,
                 ask_atom::value, std::move(x))
       .then(
@@ -246,10 +252,7 @@ caf::behavior ask_call(call_self* self, impl_ptr svc, responder_ptr res, ask x,
 /// Asks a session and answers `{"answer": ...}`.
 caf::behavior session_call(call_self* self, impl_ptr svc, responder_ptr res,
                            session_actor session, std::string text) {
-  auto& st = self->state;
-  st.svc = svc;
-  st.res = res;
-  watch_client(self, res);
+  start_call(self, svc, res);
   self->request(session, svc->model.config().ask_timeout, ask_atom::value,
                 input{std::move(text)})
       .then(
@@ -265,15 +268,49 @@ caf::behavior session_call(call_self* self, impl_ptr svc, responder_ptr res,
 
 /// Lists the upstream's models.
 caf::behavior models_call(call_self* self, impl_ptr svc, responder_ptr res) {
-  auto& st = self->state;
-  st.svc = svc;
-  st.res = res;
-  watch_client(self, res);
+  start_call(self, svc, res);
   self->request(svc->model.dispatcher(), svc->model.config().ask_timeout,
                 models_atom::value)
       .then(
           [=](std::vector<model_info>& xs) {
             answer(self, response::json(200, wire::encode_models(xs)));
+          },
+          [=](caf::error& err) { answer_failure(self, err); });
+  return call_behavior(self);
+}
+
+/// Answers `GET /sessions/{id}`: the session's id, model and history.
+caf::behavior history_call(call_self* self, impl_ptr svc, responder_ptr res,
+                           session_actor session, std::string id) {
+  start_call(self, svc, res);
+  self->request(session, svc->model.config().ask_timeout, history_atom::value)
+      .then(
+          [=](std::vector<chat_message>& history) {
+            // save_history writes {"model":...,"messages":[...]}.
+            auto saved = save_history(svc->model.config().model, history);
+            std::string body = "{\"id\":";
+            wire::append_json_string(body, id);
+            body += "," + saved.substr(1);
+            answer(self, response::json(200, std::move(body)));
+          },
+          [=](caf::error& err) { answer_failure(self, err); });
+  return call_behavior(self);
+}
+
+/// Answers `GET /v1/models/{id}` from the upstream's list.
+caf::behavior model_call(call_self* self, impl_ptr svc, responder_ptr res,
+                         std::string id) {
+  start_call(self, svc, res);
+  self->request(svc->model.dispatcher(), svc->model.config().ask_timeout,
+                models_atom::value)
+      .then(
+          [=](std::vector<model_info>& xs) {
+            for (auto& m : xs)
+              if (m.id == id)
+                return answer(self, response::json(200, wire::encode_model(m)));
+            answer(self,
+                   error_response(404, "the model '" + id + "' does not exist",
+                                  "invalid_request_error", "model_not_found"));
           },
           [=](caf::error& err) { answer_failure(self, err); });
   return call_behavior(self);
@@ -340,7 +377,8 @@ struct stream_state {
     for (auto& rp : held)
       rp.deliver(caf::unit);
     if (ended || !svc) return;
-    caf::anon_send(svc->model.dispatcher(), cancel_atom::value, ask_id);
+    if (ask_id != 0)
+      caf::anon_send(svc->model.dispatcher(), cancel_atom::value, ask_id);
     if (!head_sent)
       res->send(error_response(503, "the gateway is shutting down",
                                "server_error", "shutting_down"));
@@ -413,6 +451,8 @@ void on_written(stream_self* self, uint64_t upto) {
 void on_chunk(stream_self* self, chat_chunk& c) {
   auto& st = self->state;
   if (st.ended) return;
+  // A session's ask: its id comes with its chunks (for cancelling).
+  if (st.ask_id == 0) st.ask_id = c.request_id;
   if (!st.first_seen && (!c.content.empty() || !c.tool_calls.empty())) {
     st.first_seen = true;
     st.svc->stats->observe_first_token(seconds_since(st.started));
@@ -482,25 +522,9 @@ void on_failed(stream_self* self, const caf::error& err) {
   self->quit();
 }
 
-caf::behavior stream_call(stream_self* self, impl_ptr svc, responder_ptr res,
-                          ask x, stream_mode mode, bool include_usage) {
-  auto& st = self->state;
-  st.svc = svc;
-  st.res = res;
-  st.mode = mode;
-  st.ask_id = x.id;
-  st.model = x.body.model;
-  st.include_usage = include_usage;
-  st.created = static_cast<int64_t>(std::time(nullptr));
-  st.completion_id = "chatcmpl-gw" + std::to_string(x.id);
-  watch_client(self, res);
-  x.subscribers = {caf::actor_cast<caf::actor>(self)};
-  x.body.stream = true;
-  // The aggregated answer also comes as `stream_done`; the response only
-  // matters when it is an error the stream did not report.
-  self->request(svc->model.dispatcher(), svc->model.config().ask_timeout,
-                ask_atom::value, std::move(x))
-      .then([](ai_message&) {}, [=](caf::error& err) { on_failed(self, err); });
+/// What a streaming actor does with the events of its ask and of its
+/// client's connection.
+caf::behavior stream_behavior(stream_self* self) {
   return {
       [=](chat_chunk& c) { on_chunk(self, c); },
       [=](stream_done& d) { on_done(self, d.message); },
@@ -512,13 +536,55 @@ caf::behavior stream_call(stream_self* self, impl_ptr svc, responder_ptr res,
           st.svc->stats->client_disconnected();
           // Free the upstream slot now (the request actor also notices its
           // subscriber going down).
-          caf::anon_send(st.svc->model.dispatcher(), cancel_atom::value,
-                         st.ask_id);
+          if (st.ask_id != 0)
+            caf::anon_send(st.svc->model.dispatcher(), cancel_atom::value,
+                           st.ask_id);
           st.ended = true;
         }
         self->quit();
       },
   };
+}
+
+/// Sets up the state of a streaming actor.
+void start_streaming(stream_self* self, impl_ptr svc, responder_ptr res,
+                     stream_mode mode, std::string model) {
+  auto& st = self->state;
+  st.svc = std::move(svc);
+  st.res = std::move(res);
+  st.mode = mode;
+  st.model = std::move(model);
+  st.created = static_cast<int64_t>(std::time(nullptr));
+  watch_client(self, st.res);
+}
+
+caf::behavior stream_call(stream_self* self, impl_ptr svc, responder_ptr res,
+                          ask x, stream_mode mode, bool include_usage) {
+  start_streaming(self, svc, res, mode, x.body.model);
+  auto& st = self->state;
+  st.ask_id = x.id;
+  st.include_usage = include_usage;
+  st.completion_id = "chatcmpl-gw" + std::to_string(x.id);
+  x.subscribers = {caf::actor_cast<caf::actor>(self)};
+  x.body.stream = true;
+  // The aggregated answer also comes as `stream_done`; the response only
+  // matters when it is an error the stream did not report.
+  self->request(svc->model.dispatcher(), svc->model.config().ask_timeout,
+                ask_atom::value, std::move(x))
+      .then([](ai_message&) {}, [=](caf::error& err) { on_failed(self, err); });
+  return stream_behavior(self);
+}
+
+/// Streams a session's answer: the session asks (through the dispatcher)
+/// with this actor as subscriber and keeps the history.
+caf::behavior session_stream_call(stream_self* self, impl_ptr svc,
+                                  responder_ptr res, session_actor session,
+                                  std::string text, stream_mode mode) {
+  start_streaming(self, svc, res, mode, svc->model.config().model);
+  self->request(session, svc->model.config().ask_timeout, stream_atom::value,
+                input{std::move(text)}, caf::actor_cast<caf::actor>(self))
+      .then([](ai_message&) {}, [=](caf::error& err) { on_failed(self, err); });
+  return stream_behavior(self);
 }
 
 // -- routes
@@ -631,22 +697,64 @@ response unknown_session(std::string_view id) {
                         "not_found_error", "session_not_found");
 }
 
+/// The handle of session `id` (its idle time restarts), or nullopt.
+std::optional<session_actor> touch_session(const impl_ptr& svc,
+                                           std::string_view id) {
+  std::lock_guard<std::mutex> guard{svc->mtx};
+  svc->sweep_locked();
+  auto i = svc->sessions.find(std::string{id});
+  if (i == svc->sessions.end()) return std::nullopt;
+  i->second.last_used = clock_type::now();
+  return i->second.handle;
+}
+
 void on_session_ask(const impl_ptr& svc, request req, responder_ptr res) {
   std::string text;
   if (auto err = detail::parse_text_body(req.body, text); !err.empty())
     return res->send(bad_request(err));
-  session_actor handle;
+  auto handle = touch_session(svc, req.param("id"));
+  if (!handle) return res->send(unknown_session(req.param("id")));
+  // Streamed like GET /stream: SSE when asked for, else text pieces with
+  // `?stream=true`.
+  auto sse =
+      req.header("accept").find("text/event-stream") != std::string_view::npos;
+  auto q = req.query_param("stream");
+  auto text_stream = q && (*q == "true" || *q == "1");
+  if (sse || text_stream) {
+    svc->model.system().spawn(session_stream_call, svc, std::move(res), *handle,
+                              std::move(text),
+                              sse ? stream_mode::sse : stream_mode::text);
+    return;
+  }
+  svc->model.system().spawn(session_call, svc, std::move(res), *handle,
+                            std::move(text));
+}
+
+void on_get_session(const impl_ptr& svc, request req, responder_ptr res) {
+  auto handle = touch_session(svc, req.param("id"));
+  if (!handle) return res->send(unknown_session(req.param("id")));
+  svc->model.system().spawn(history_call, svc, std::move(res), *handle,
+                            std::string{req.param("id")});
+}
+
+void on_list_sessions(const impl_ptr& svc, request, responder_ptr res) {
+  std::string body = "{\"object\":\"list\",\"data\":[";
   {
     std::lock_guard<std::mutex> guard{svc->mtx};
     svc->sweep_locked();
-    auto i = svc->sessions.find(std::string{req.param("id")});
-    if (i == svc->sessions.end())
-      return res->send(unknown_session(req.param("id")));
-    i->second.last_used = clock_type::now();
-    handle = i->second.handle;
+    bool first = true;
+    for (auto& [id, entry] : svc->sessions) {
+      body += first ? "{\"id\":" : ",{\"id\":";
+      first = false;
+      wire::append_json_string(body, id);
+      body +=
+          ",\"idle_seconds\":" +
+          std::to_string(static_cast<int64_t>(seconds_since(entry.last_used))) +
+          "}";
+    }
   }
-  svc->model.system().spawn(session_call, svc, std::move(res), handle,
-                            std::move(text));
+  body += "]}";
+  res->send(response::json(200, std::move(body)));
 }
 
 void on_delete_session(const impl_ptr& svc, request req, responder_ptr res) {
@@ -713,6 +821,11 @@ void service::mount(router& r, const std::string& prefix) const {
     r.add("GET", prefix + base + "/models", [svc](request, responder_ptr res) {
       svc->model.system().spawn(models_call, svc, std::move(res));
     });
+    r.add("GET", prefix + base + "/models/{id}",
+          [svc](request req, responder_ptr res) {
+            svc->model.system().spawn(model_call, svc, std::move(res),
+                                      std::string{req.param("id")});
+          });
   }
   r.add(
       "GET", prefix + "/healthz",
@@ -724,6 +837,8 @@ void service::mount(router& r, const std::string& prefix) const {
     svc->model.system().spawn(metrics_call, svc, std::move(res));
   });
   r.add("POST", prefix + "/sessions", route(on_create_session));
+  r.add("GET", prefix + "/sessions", route(on_list_sessions));
+  r.add("GET", prefix + "/sessions/{id}", route(on_get_session));
   r.add("POST", prefix + "/sessions/{id}/ask", route(on_session_ask));
   r.add("DELETE", prefix + "/sessions/{id}", route(on_delete_session));
   if (!r.tokens()) r.set_tokens(impl_->tokens);

@@ -98,6 +98,10 @@ struct failure {
   friend bool operator==(const failure&, const failure&) = default;
 };
 
+/// Renders `x` as `describe()` does: how CAF prints a failure (so
+/// `caf::to_string` of a `maritaca` error shows its content).
+std::string to_string(const failure& x);
+
 /// Maps an HTTP status to its code (400/422 bad_request, 401 unauthorized,
 /// 403 forbidden, 404 not_found, 429 rate_limited, >= 500 server_error,
 /// else http_status).

@@ -80,6 +80,9 @@ bool is_plain_json_text(std::string_view text) noexcept;
 /// Encodes the body of `GET /models`.
 std::string encode_models(const std::vector<model_info>& xs);
 
+/// Encodes one model as `GET /models/{id}` returns it (`"object":"model"`).
+std::string encode_model(const model_info& x);
+
 /// Decodes the body of `GET /models`.
 failure decode_models(std::string_view json, std::vector<model_info>& out);
 
