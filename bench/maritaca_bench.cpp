@@ -321,7 +321,8 @@ phase_result run_invoke(const maritaca::chat_model& model, std::size_t total,
       self->quit();
     }
   };
-  auto d = std::make_shared<driver>(driver{model, total});
+  // The actor keeps a handle that does not own the model's system.
+  auto d = std::make_shared<driver>(driver{model.for_actor(), total});
   d->result.latencies.reserve(total);
   auto fut = d->prom.get_future();
   model.system().spawn([d, concurrency](caf::event_based_actor* self) {
@@ -447,7 +448,7 @@ phase_result run_stream(const maritaca::chat_model& model, std::size_t total,
     }
   };
   for (std::size_t i = 0; i < workers; ++i) {
-    auto w = std::make_shared<worker>(worker{sh, model});
+    auto w = std::make_shared<worker>(worker{sh, model.for_actor()});
     model.system().spawn([w](caf::event_based_actor* self) {
       w->next(self, w);
       return caf::behavior{

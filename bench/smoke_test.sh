@@ -43,7 +43,7 @@ out=$(timeout 20 "$bench" invoke --base-url "$url" --requests 20 --concurrency 1
 expect "$out" 'req/s' p50_us p99_us errors
 out=$(timeout 20 "$bench" stream --base-url "$url" --requests 6 --concurrency 2 --chunks 10 --warmup 2)
 expect "$out" 'streams/s' 'chunks/s' chunks_per_stream cpu_ms
-grep -q '^chunks_per_stream: 13\.0$' <<<"$out" || { echo "expected 13 chunks per stream (role, 10, finish, usage): $out" >&2; fail=1; }
+grep -q '^chunks_per_stream: 12\.0$' <<<"$out" || { echo "expected 12 chunks per stream (10 words, finish, usage; no empty role chunk): $out" >&2; fail=1; }
 out=$(timeout 20 "$bench" sessions --count 1000)
 expect "$out" bytes_per_session
 out=$(timeout 20 "$bench" admit --requests 20 --concurrency 4)

@@ -29,7 +29,8 @@ bool offline() {
       maritaca::model_config{}.with_base_url(sim.start())};
   // [offline]
   auto answer = model.invoke("What is 2+2?");
-  std::cout << (answer ? answer->content() : describe(answer.error())) << '\n';
+  std::cout << (answer ? answer->content() : maritaca::describe(answer.error()))
+            << '\n';
   return static_cast<bool>(answer);
 }
 
