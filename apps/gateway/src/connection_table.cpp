@@ -15,20 +15,23 @@ connection_table::connection_table(std::size_t max_total,
 
 bool connection_table::admit(const std::string& client,
                              std::weak_ptr<table_entry> entry, position& pos) {
-  // Victims close outside the lock: shed() posts to their strands.
+  // Victims close outside the lock: shed() posts to their strands. And
+  // every entry the search locked is released outside it too: the last
+  // reference to a connection runs its destructor, which calls `remove`.
   std::vector<std::shared_ptr<table_entry>> victims;
+  std::vector<std::shared_ptr<table_entry>> seen;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (max_per_client_ > 0) {
       auto i = per_client_.find(client);
       if (i != per_client_.end() && i->second >= max_per_client_) {
-        auto victim = pick_victim_locked(&client);
+        auto victim = pick_victim_locked(&client, seen);
         if (!victim) return false;
         victims.push_back(std::move(victim));
       }
     }
     if (open_ >= max_total_) {
-      auto victim = pick_victim_locked(nullptr);
+      auto victim = pick_victim_locked(nullptr, seen);
       if (!victim) return false;
       victims.push_back(std::move(victim));
     }
@@ -71,8 +74,9 @@ std::size_t connection_table::shed_count() const {
   return shed_;
 }
 
-std::shared_ptr<table_entry>
-connection_table::pick_victim_locked(const std::string* client) {
+std::shared_ptr<table_entry> connection_table::pick_victim_locked(
+    const std::string* client,
+    std::vector<std::shared_ptr<table_entry>>& seen) {
   // Without a client: shed from the address that holds the most.
   std::string busiest;
   if (!client) {
@@ -89,7 +93,11 @@ connection_table::pick_victim_locked(const std::string* client) {
     if (s.shed) continue;
     if (client && s.client != *client) continue;
     auto e = s.entry.lock();
-    if (!e || !e->sheddable()) continue;
+    if (!e) continue;
+    if (!e->sheddable()) {
+      seen.push_back(std::move(e));
+      continue;
+    }
     if (client || s.client == busiest) {
       mark_shed_locked(s);
       return e;
@@ -98,6 +106,8 @@ connection_table::pick_victim_locked(const std::string* client) {
     if (!fallback) {
       fallback = &s;
       fallback_entry = std::move(e);
+    } else {
+      seen.push_back(std::move(e));
     }
   }
   if (fallback) mark_shed_locked(*fallback);

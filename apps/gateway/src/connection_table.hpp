@@ -73,8 +73,12 @@ public:
 
 private:
   /// Picks a sheddable entry of `client`, or of the address holding the
-  /// most connections when `client` is null. Requires `mtx_`.
-  std::shared_ptr<table_entry> pick_victim_locked(const std::string* client);
+  /// most connections when `client` is null. Every other entry it locks
+  /// goes to `seen`, for the caller to release after unlocking. Requires
+  /// `mtx_`.
+  std::shared_ptr<table_entry>
+  pick_victim_locked(const std::string* client,
+                     std::vector<std::shared_ptr<table_entry>>& seen);
 
   /// Marks `slot` shed and takes it out of the counts. Requires `mtx_`.
   void mark_shed_locked(table_slot& slot);
