@@ -4,8 +4,8 @@
 #include "deadline_timer.hpp"
 
 #include "maritaca/error.hpp"
-#include "maritaca/request.hpp"
 #include "maritaca/transport/wire.hpp"
+#include "request.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -146,7 +146,7 @@ struct dispatcher_state {
 };
 
 using dispatcher_self =
-    caf::stateful_actor<dispatcher_state, dispatcher_actor::base>;
+    caf::stateful_actor<dispatcher_state, detail::dispatcher_impl::base>;
 
 /// Estimates the tokens of an ask before it runs: ~4 bytes per token of
 /// prompt, plus the answer bound.
@@ -179,7 +179,7 @@ void admit(dispatcher_self* self, pending&& p, double estimate,
   job.where = st.where;
   job.wire = st.wire;
   // The actor reports back when the ask ended (`settle_atom`).
-  job.owner = self;
+  job.owner = caf::actor_cast<detail::dispatcher_impl>(self);
   auto id = job.ask.id;
   caf::actor worker;
   if (!st.idle.empty()) {
@@ -543,7 +543,7 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
                                   caf::actor limiter) {
   auto impl = [](dispatcher_self* self, transport::transport_actor wire,
                  endpoint where, limits admission,
-                 caf::actor limiter) -> dispatcher_actor::behavior_type {
+                 caf::actor limiter) -> detail::dispatcher_impl::behavior_type {
     auto& st = self->state;
     st.wire = std::move(wire);
     st.where = std::move(where);
@@ -706,8 +706,9 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
         },
     };
   };
-  return sys.spawn(impl, std::move(wire), std::move(where), admission,
-                   std::move(limiter));
+  // Holders get the public interface only.
+  return caf::actor_cast<dispatcher_actor>(sys.spawn(
+      impl, std::move(wire), std::move(where), admission, std::move(limiter)));
 }
 
 } // namespace maritaca

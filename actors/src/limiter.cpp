@@ -22,9 +22,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-/// Internal: the limiter's periodic check of lease deadlines.
-using expiry_atom = caf::atom_constant<caf::atom("m_expiry")>;
-
 /// A granted slot.
 struct lease {
   /// Tokens taken from the token bucket for it.

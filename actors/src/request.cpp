@@ -1,6 +1,5 @@
-#include "maritaca/request.hpp"
+#include "request.hpp"
 
-#include "maritaca/dispatcher.hpp"
 #include "maritaca/error.hpp"
 #include "maritaca/transport/wire.hpp"
 

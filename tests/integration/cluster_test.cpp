@@ -14,6 +14,7 @@
 
 #include "support/actors.hpp"
 #include "support/process.hpp"
+#include "support/wait.hpp"
 
 #include "maritaca/chat_model.hpp"
 #include "maritaca/limiter.hpp"
@@ -44,29 +45,10 @@ using maritaca::test::sim_process;
 
 namespace {
 
-/// Polls `pred` until it holds or `bound` passes (a bound against hangs).
+/// Waits for `pred`, bounded (the cluster takes its time to settle).
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds bound = 20s) {
-  auto until = std::chrono::steady_clock::now() + bound;
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
-
-/// Returns a port that was free a moment ago.
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  return test::eventually(pred, bound, 20ms);
 }
 
 /// The model's dispatcher counters.
@@ -165,7 +147,7 @@ TEST_CASE("models on separate nodes share one limiter") {
 
 TEST_CASE("an unreachable limiter means the fallback limit and a re-join") {
   sim_process sim;
-  auto port = free_port();
+  auto port = static_cast<uint16_t>(test::free_port());
   auto cfg_b = slow_config(sim);
   cfg_b.limits.cluster.join = "127.0.0.1:" + std::to_string(port);
   cfg_b.limits.cluster.fallback_concurrency = 1;
@@ -276,7 +258,7 @@ TEST_CASE("the gateway refuses to both hold and join a limiter") {
 
 TEST_CASE("a gateway can hold the limiter that another gateway joins") {
   sim_process sim{{"--token-delay-ms", "10"}};
-  auto cluster = "127.0.0.1:" + std::to_string(free_port());
+  auto cluster = "127.0.0.1:" + std::to_string(test::free_port());
   child_process holder{{bin_path("maritaca-gateway"), "--listen", "127.0.0.1:0",
                         "--upstream", sim.base_url(), "--cluster-listen",
                         cluster, "--cluster-concurrency", "2"},
@@ -307,7 +289,7 @@ TEST_CASE("a gateway can hold the limiter that another gateway joins") {
 
 TEST_CASE("a gateway says when it falls back and when it re-joins") {
   sim_process sim;
-  auto cluster = "127.0.0.1:" + std::to_string(free_port());
+  auto cluster = "127.0.0.1:" + std::to_string(test::free_port());
   auto start_limiter = [&] {
     return std::make_unique<child_process>(
         std::vector<std::string>{bin_path("maritaca-limiter"), "--listen",

@@ -63,19 +63,12 @@ result post(int port, const std::string& target, const std::string& body,
   return roundtrip(port, make_request("POST", target, headers, body));
 }
 
-/// Reads `GET /sim/stats` of the simulator and returns `in_flight`.
 int sim_in_flight(const sim_process& sim) {
-  std::string body;
-  maritaca::test::http_get(sim.port(), "/sim/stats", body);
-  auto pos = body.find("\"in_flight\":");
-  return pos == std::string::npos ? -1 : std::atoi(body.c_str() + pos + 12);
+  return static_cast<int>(maritaca::test::read_stats(sim).in_flight);
 }
 
 int sim_max_in_flight(const sim_process& sim) {
-  std::string body;
-  maritaca::test::http_get(sim.port(), "/sim/stats", body);
-  auto pos = body.find("\"max_in_flight\":");
-  return pos == std::string::npos ? -1 : std::atoi(body.c_str() + pos + 16);
+  return static_cast<int>(maritaca::test::read_stats(sim).max_in_flight);
 }
 
 /// Waits until the simulator has nothing in flight.

@@ -5,6 +5,7 @@
 #include "maritaca/transport/http_client.hpp"
 
 #include "support/process.hpp"
+#include "support/wait.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -96,33 +97,7 @@ struct recorder : observer {
   }
 };
 
-/// Waits until `pred()` holds, polling, at most `timeout`.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
-  auto until = clock_type::now() + timeout;
-  while (!pred()) {
-    if (clock_type::now() >= until) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-/// Reads the integer member `name` of a flat JSON object (test helper for
-/// /sim/stats only).
-long json_int(const std::string& json, const std::string& name) {
-  auto key = "\"" + name + "\"";
-  auto pos = json.find(key);
-  if (pos == std::string::npos) return -1;
-  pos = json.find(':', pos + key.size());
-  return pos == std::string::npos ? -1 : std::atol(json.c_str() + pos + 1);
-}
-
-/// Fetches /sim/stats of a plain-HTTP simulator with a fresh connection.
-long sim_stat(test::sim_process& sim, const std::string& name) {
-  std::string body;
-  if (test::http_get(sim.port(), "/sim/stats", body) != 200) return -1;
-  return json_int(body, name);
-}
+using test::eventually;
 
 std::string chat_body(bool stream, const std::string& text = "hello") {
   return R"({"model":"sabia-4","messages":[{"role":"user","content":")" + text +
@@ -328,7 +303,7 @@ TEST_CASE("injected faults give typed failures") {
     CHECK(rec->what.which == deadline::total);
   }
   // Every failed connection is closed, never pooled.
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
   CHECK(client.stats().active == 0);
 }
 
@@ -378,7 +353,7 @@ TEST_CASE("cancelling a stream frees its connection") {
                    {{"x-sim-token-delay-ms", "50"}, {"x-sim-chunks", "100"}}),
       rec);
   REQUIRE(rec->wait_until([&] { return !rec->data_times.empty(); }));
-  CHECK(sim_stat(sim, "in_flight") == 1);
+  CHECK(test::read_stats(sim).in_flight == 1);
   client.cancel(id);
   REQUIRE(rec->wait_end(2s));
   CHECK(rec->failures == 1);
@@ -386,7 +361,7 @@ TEST_CASE("cancelling a stream frees its connection") {
   CHECK(rec->what.code == errc::cancelled);
   CHECK(rec->what.response_started);
   // The server sees the connection go away.
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
   // Cancelling again, or after the end, does nothing.
   client.cancel(id);
   std::this_thread::sleep_for(20ms);
@@ -440,8 +415,8 @@ TEST_CASE("keep-alive reuses one connection") {
   req.url = sim.origin() + "/sim/stats";
   auto rec = run(client, req);
   REQUIRE(rec->dones == 1);
-  CHECK(json_int(rec->body, "connections") == 1);
-  CHECK(json_int(rec->body, "requests") == 10); // chat requests only
+  CHECK(test::parse_sim_stats(rec->body).connections == 1);
+  CHECK(test::parse_sim_stats(rec->body).requests == 10); // chat requests only
 }
 
 TEST_CASE("idle connections expire after keep_alive") {
@@ -452,7 +427,7 @@ TEST_CASE("idle connections expire after keep_alive") {
   run(client, chat_request(sim.base_url(), false));
   CHECK(client.stats().idle == 1);
   CHECK(eventually([&] { return client.stats().idle == 0; }, 2s));
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
   auto rec = run(client, chat_request(sim.base_url(), false));
   CHECK(rec->dones == 1);
   CHECK(client.stats().connections_opened == 2);
@@ -477,7 +452,7 @@ TEST_CASE("max_connections_per_origin bounds concurrency") {
     REQUIRE(rec->wait_end());
     CHECK(rec->dones == 1);
   }
-  CHECK(sim_stat(sim, "max_in_flight") == 2);
+  CHECK(test::read_stats(sim).max_in_flight == 2);
   CHECK(client.stats().connections_opened == 2);
   CHECK(client.stats().connections_reused == 4);
 }
@@ -521,9 +496,9 @@ TEST_CASE("many exchanges on several I/O threads") {
   // The client closes a cancelled exchange's connection at once; the sim
   // counts that exchange until its next write fails, so each cancel may
   // overlap one exchange on a new connection there.
-  CHECK(sim_stat(sim, "max_in_flight") <= 4 + cancelled);
+  CHECK(test::read_stats(sim).max_in_flight <= 4 + cancelled);
   CHECK(eventually([&] { return client.stats().active == 0; }));
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
 }
 
 TEST_CASE("on_data returning false pauses reading until resume") {
@@ -570,7 +545,7 @@ TEST_CASE("destroying the client cancels running exchanges promptly") {
       chat_request(sim.base_url(), true,
                    {{"x-sim-token-delay-ms", "50"}, {"x-sim-chunks", "100"}}),
       recs.back());
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 2; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 2; }));
   auto start = clock_type::now();
   client.reset();
   CHECK(clock_type::now() - start < 1s);
@@ -579,7 +554,7 @@ TEST_CASE("destroying the client cancels running exchanges promptly") {
     CHECK(rec->failures == 1);
     CHECK(rec->what.code == errc::cancelled);
   }
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
 }
 
 namespace {
@@ -763,7 +738,7 @@ TEST_CASE("proxy credentials, refusals and bypass") {
       CHECK(rec->what.message.find("credentials") != std::string::npos);
       CHECK(rec->what.message.find("badpass") == std::string::npos);
       CHECK(rec->what.message.find("s3cret") == std::string::npos);
-      CHECK(sim_stat(sim, "requests") == 0);
+      CHECK(test::read_stats(sim).requests == 0);
     }
   }
   SECTION("an unreachable proxy fails to connect; no_proxy goes direct") {
@@ -807,7 +782,7 @@ TEST_CASE("the total deadline also bounds the wait for a connection") {
   stalled.limits.first_byte = 5s;
   auto first = std::make_shared<recorder>();
   client.start(std::move(stalled), first);
-  REQUIRE(eventually([&] { return sim_stat(sim, "in_flight") == 1; }));
+  REQUIRE(eventually([&] { return test::read_stats(sim).in_flight == 1; }));
   // The second waits for it and ends at its own total deadline.
   auto waiting = chat_request(sim.base_url(), false);
   waiting.limits.total = 300ms;

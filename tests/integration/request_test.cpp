@@ -1,7 +1,7 @@
 // The request actor against maritaca-sim's faults: retries, deadlines,
 // partial streams, back-pressure, typed errors.
 
-#include "maritaca/request.hpp"
+#include "request.hpp"
 
 #include "support/actors.hpp"
 #include "support/spawn.hpp"

@@ -216,27 +216,12 @@ std::string joined_content(const decoded_stream& s) {
   return result;
 }
 
-/// Reads `/sim/stats` into its four numbers.
-struct stats_view {
-  long requests = -1;
-  long connections = -1;
-  long in_flight = -1;
-  long max_in_flight = -1;
-};
-
-long json_number(const std::string& body, const std::string& key) {
-  auto pos = body.find("\"" + key + "\":");
-  if (pos == std::string::npos) return -1;
-  return std::atol(body.c_str() + pos + key.size() + 3);
-}
-
-stats_view read_stats(int port, const char* target = "/sim/stats",
-                      bool reset = false) {
+/// Reads `/sim/stats` (or the answer of a reset) into its four numbers.
+maritaca::test::sim_stats
+read_stats(int port, const char* target = "/sim/stats", bool reset = false) {
   auto r = roundtrip(port, reset ? post(target, "") : get(target));
   REQUIRE(r.status == 200);
-  return {json_number(r.body, "requests"), json_number(r.body, "connections"),
-          json_number(r.body, "in_flight"),
-          json_number(r.body, "max_in_flight")};
+  return maritaca::test::parse_sim_stats(r.body);
 }
 
 /// Polls the stats until `in_flight` is `expected` (up to 3 s).

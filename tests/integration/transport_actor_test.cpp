@@ -5,6 +5,7 @@
 #include "maritaca/transport/transport_actor.hpp"
 
 #include "support/process.hpp"
+#include "support/wait.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -132,29 +133,7 @@ call chat_call(const std::string& base, expect what, header_list extra = {}) {
   return c;
 }
 
-long json_int(const std::string& json, const std::string& name) {
-  auto key = "\"" + name + "\"";
-  auto pos = json.find(key);
-  if (pos == std::string::npos) return -1;
-  pos = json.find(':', pos + key.size());
-  return pos == std::string::npos ? -1 : std::atol(json.c_str() + pos + 1);
-}
-
-long sim_stat(test::sim_process& sim, const std::string& name) {
-  std::string body;
-  if (test::http_get(sim.port(), "/sim/stats", body) != 200) return -1;
-  return json_int(body, name);
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
-  auto until = clock_type::now() + timeout;
-  while (!pred()) {
-    if (clock_type::now() >= until) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using test::eventually;
 
 pool_stats stats_of(caf::scoped_actor& self, const transport_actor& t) {
   pool_stats result;
@@ -219,7 +198,7 @@ TEST_CASE_METHOD(fixture, "the models list and a raw body") {
   out = run_call(self, transport, c);
   REQUIRE(out.body);
   CHECK(out.body->first.status == 200);
-  CHECK(json_int(out.body->second, "requests") >= 0);
+  CHECK(test::parse_sim_stats(out.body->second).requests >= 0);
 }
 
 TEST_CASE_METHOD(fixture, "faults give typed failures") {
@@ -314,7 +293,7 @@ TEST_CASE_METHOD(fixture, "faults give typed failures") {
     CHECK(what.code == errc::invalid_argument);
   }
   CHECK(eventually([&] { return stats_of(self, transport).active == 0; }));
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
 }
 
 TEST_CASE_METHOD(fixture, "window and acks apply back-pressure") {
@@ -355,7 +334,7 @@ TEST_CASE_METHOD(fixture, "cancel_atom ends a stream with cancelled") {
   CHECK(out.terminals == 1);
   REQUIRE(out.failed);
   CHECK(out.failed->code == errc::cancelled);
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
 }
 
 TEST_CASE_METHOD(fixture, "a caller going down cancels its exchange") {
@@ -373,8 +352,8 @@ TEST_CASE_METHOD(fixture, "a caller going down cancels its exchange") {
   });
   self->wait_for(caller);
   CHECK(eventually([&] { return stats_of(self, transport).active == 0; }));
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
-  CHECK(sim_stat(sim, "requests") == 1);
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
+  CHECK(test::read_stats(sim).requests == 1);
 }
 
 TEST_CASE_METHOD(fixture, "shutting the transport down cancels its calls") {
@@ -382,11 +361,11 @@ TEST_CASE_METHOD(fixture, "shutting the transport down cancels its calls") {
                      {{"x-sim-fault", "stall-first"}});
   auto tag = c.tag;
   self->send(transport, exchange_atom::value, c);
-  REQUIRE(eventually([&] { return sim_stat(sim, "in_flight") == 1; }));
+  REQUIRE(eventually([&] { return test::read_stats(sim).in_flight == 1; }));
   self->send_exit(transport, caf::exit_reason::user_shutdown);
   outcome out;
   REQUIRE(receive_one(self, transport, tag, out, true, 3s));
   REQUIRE(out.failed);
   CHECK(out.failed->code == errc::cancelled);
-  CHECK(eventually([&] { return sim_stat(sim, "in_flight") == 0; }));
+  CHECK(eventually([&] { return test::read_stats(sim).in_flight == 0; }));
 }

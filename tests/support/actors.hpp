@@ -13,7 +13,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <map>
-#include <regex>
 #include <stdexcept>
 #include <string>
 
@@ -58,38 +57,6 @@ std::map<std::string, std::string> reference_answers(caf::actor_system& sys,
     result[prompt(i)] = r->content();
   }
   return result;
-}
-
-/// The simulator's counters (`GET /sim/stats`).
-struct sim_stats {
-  int64_t requests = -1;
-  int64_t connections = -1;
-  int64_t in_flight = -1;
-  int64_t max_in_flight = -1;
-};
-
-/// Reads the simulator's counters.
-inline sim_stats read_stats(const sim_process& sim) {
-  std::string body;
-  sim_stats result;
-  if (http_get(sim.port(), "/sim/stats", body) != 200) return result;
-  auto field = [&](const char* name) -> int64_t {
-    std::smatch m;
-    std::regex re{std::string{"\""} + name + "\"\\s*:\\s*(\\d+)"};
-    if (std::regex_search(body, m, re)) return std::atoll(m[1].str().c_str());
-    return -1;
-  };
-  result.requests = field("requests");
-  result.connections = field("connections");
-  result.in_flight = field("in_flight");
-  result.max_in_flight = field("max_in_flight");
-  return result;
-}
-
-/// Resets the simulator's counters.
-inline void reset_stats(const sim_process& sim) {
-  std::string body;
-  http_post(sim.port(), "/sim/stats/reset", "{}", body);
 }
 
 /// An actor system configured for maritaca.

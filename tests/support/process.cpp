@@ -398,4 +398,26 @@ program_run run_program(const std::string& program,
   return r;
 }
 
+sim_stats parse_sim_stats(const std::string& json) {
+  auto field = [&](const std::string& name) -> int64_t {
+    auto pos = json.find("\"" + name + "\"");
+    if (pos == std::string::npos) return -1;
+    pos = json.find(':', pos + name.size() + 2);
+    return pos == std::string::npos ? -1 : std::atoll(json.c_str() + pos + 1);
+  };
+  return {field("requests"), field("connections"), field("in_flight"),
+          field("max_in_flight")};
+}
+
+sim_stats read_stats(const sim_process& sim) {
+  std::string body;
+  if (http_get(sim.port(), "/sim/stats", body) != 200) return {};
+  return parse_sim_stats(body);
+}
+
+void reset_stats(const sim_process& sim) {
+  std::string body;
+  http_post(sim.port(), "/sim/stats/reset", "{}", body);
+}
+
 } // namespace maritaca::test

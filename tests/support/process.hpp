@@ -6,6 +6,7 @@
 /// self-signed certificates with the openssl CLI.
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -137,6 +138,23 @@ int http_post(int port, const std::string& target, const std::string& json,
 /// whole window, idle ones next to nothing.
 std::chrono::nanoseconds idle_cpu(std::chrono::milliseconds settle,
                                   std::chrono::milliseconds window);
+
+/// The simulator's counters (`GET /sim/stats`); -1 where absent.
+struct sim_stats {
+  int64_t requests = -1;
+  int64_t connections = -1;
+  int64_t in_flight = -1;
+  int64_t max_in_flight = -1;
+};
+
+/// Reads the counters out of a `/sim/stats` body.
+sim_stats parse_sim_stats(const std::string& json);
+
+/// Reads the simulator's counters (all -1 when it does not answer).
+sim_stats read_stats(const sim_process& sim);
+
+/// Resets the simulator's counters.
+void reset_stats(const sim_process& sim);
 
 /// What a program printed and how it ended.
 struct program_run {

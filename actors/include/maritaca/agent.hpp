@@ -21,6 +21,7 @@
 /// with tool calls, the tool results and the final answer) with
 /// `append_atom`; a failed run leaves the history as it was.
 
+#include "maritaca/atoms.hpp"
 #include "maritaca/chat_model.hpp"
 #include "maritaca/messages.hpp"
 #include "maritaca/session.hpp"
@@ -52,9 +53,6 @@ struct agent_result {
   /// Tool calls run.
   uint32_t tool_calls = 0;
 };
-
-/// Run the agent: `(agent_atom, input)` -> `agent_result`.
-using agent_atom = caf::atom_constant<caf::atom("m_agent")>;
 
 /// An agent's interface: `(agent_atom, input)` -> `agent_result`.
 using agent_actor =

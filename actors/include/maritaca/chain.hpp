@@ -24,6 +24,7 @@
 /// `chat_chunk`s, then one `stream_done` (the whole chain succeeded) or
 /// `stream_failed`, all with the run's id.
 
+#include "maritaca/atoms.hpp"
 #include "maritaca/chat_model.hpp"
 #include "maritaca/error.hpp"
 #include "maritaca/messages.hpp"
@@ -50,9 +51,6 @@
 #include <vector>
 
 namespace maritaca {
-
-/// Start a chain run: `(chain_atom)` -> `chain_output`.
-using chain_atom = caf::atom_constant<caf::atom("m_chain")>;
 
 /// Values of a prompt's `{variables}`.
 using variables = std::map<std::string, std::string>;

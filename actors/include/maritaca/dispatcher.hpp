@@ -13,6 +13,7 @@
 /// enforces each ask's deadline (`ask_options::timeout`) with one timer for
 /// all asks, so that callers need no request timeout of their own.
 
+#include "maritaca/atoms.hpp"
 #include "maritaca/limiter.hpp"
 #include "maritaca/messages.hpp"
 #include "maritaca/options.hpp"
@@ -25,14 +26,6 @@
 
 namespace maritaca {
 
-/// Internal: a request actor reports the tokens an ask used.
-using settle_atom = caf::atom_constant<caf::atom("m_settle")>;
-
-/// Internal: `(expire_atom, generation)` makes the dispatcher end the asks
-/// whose deadline passed; `(expire_atom, id)` tells a request actor that its
-/// ask's deadline passed.
-using expire_atom = caf::atom_constant<caf::atom("m_expire")>;
-
 /// The dispatcher's interface.
 /// - `(ask_atom, ask)` -> `ai_message`: run an ask (streamed when it has
 ///   subscribers); errors have category `maritaca`.
@@ -40,15 +33,14 @@ using expire_atom = caf::atom_constant<caf::atom("m_expire")>;
 ///   `errc::cancelled` (and subscribers `stream_failed`).
 /// - `(models_atom)` -> `std::vector<model_info>`: `GET /models`.
 /// - `(stats_atom)` -> `dispatcher_stats`.
+/// Its own messages (a request actor's report, timers, the cluster link)
+/// are a private extension of this interface (actors/src/dispatcher_impl.hpp):
+/// no holder of a `dispatcher_actor` can free a slot or fake a lease.
 using dispatcher_actor = caf::typed_actor<
     caf::replies_to<ask_atom, ask>::with<ai_message>,
     caf::reacts_to<cancel_atom, uint64_t>,
     caf::replies_to<models_atom>::with<std::vector<model_info>>,
-    caf::replies_to<stats_atom>::with<dispatcher_stats>,
-    caf::reacts_to<settle_atom, uint64_t, int64_t>, caf::reacts_to<tick_atom>,
-    caf::reacts_to<expire_atom, uint64_t>,
-    caf::reacts_to<grant_atom, uint64_t, int64_t>, caf::reacts_to<join_atom>,
-    caf::reacts_to<renew_atom, uint64_t>>;
+    caf::replies_to<stats_atom>::with<dispatcher_stats>>;
 
 /// Where requests go: the endpoint part of a `model_config`.
 struct endpoint {

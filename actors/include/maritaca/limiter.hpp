@@ -24,6 +24,7 @@
 /// The limiter monitors every client: when a client ends, or its node's
 /// connection drops, its leases and waiting acquires are released at once.
 
+#include "maritaca/atoms.hpp"
 #include "maritaca/messages.hpp"
 
 #include <caf/actor.hpp>
@@ -41,21 +42,6 @@ class actor_system_config;
 } // namespace caf
 
 namespace maritaca {
-
-/// Client -> limiter: asks for one slot.
-using acquire_atom = caf::atom_constant<caf::atom("m_acquire")>;
-
-/// Limiter -> client: a slot is the client's until released or expired.
-using grant_atom = caf::atom_constant<caf::atom("m_grant")>;
-
-/// Client -> limiter: frees a slot or drops a waiting acquire.
-using release_atom = caf::atom_constant<caf::atom("m_release")>;
-
-/// Client -> limiter: renews the client's leases (and checks liveness).
-using renew_atom = caf::atom_constant<caf::atom("m_renew")>;
-
-/// Internal: a dispatcher (re-)joins its limiter.
-using join_atom = caf::atom_constant<caf::atom("m_join")>;
 
 /// The limiter's budget.
 struct limiter_config {

@@ -10,6 +10,7 @@
 /// those answers are the credit of the back-pressure protocol (a subscriber
 /// that falls behind makes the request stop reading the socket).
 
+#include "maritaca/atoms.hpp"
 #include "maritaca/failure.hpp"
 #include "maritaca/options.hpp"
 #include "maritaca/transport/transport_actor.hpp"
@@ -29,31 +30,7 @@
 
 namespace maritaca {
 
-// -- atoms
-// ----------------------------------------------------------------------
-
-/// Ask something (dispatcher, session).
-using ask_atom = caf::atom_constant<caf::atom("m_ask")>;
-/// Ask something, streaming the answer to a subscriber.
-using stream_atom = caf::atom_constant<caf::atom("m_stream")>;
-/// Cancel an ask by its id.
-using cancel_atom = caf::atom_constant<caf::atom("m_cancel")>;
-/// Query counters.
-using stats_atom = caf::atom_constant<caf::atom("m_stats")>;
-/// List the service's models.
-using models_atom = caf::atom_constant<caf::atom("m_models")>;
-/// Read a session's history.
-using history_atom = caf::atom_constant<caf::atom("m_history")>;
-/// Clear a session's history.
-using clear_atom = caf::atom_constant<caf::atom("m_clear")>;
-/// Save a session as JSON.
-using save_atom = caf::atom_constant<caf::atom("m_save")>;
-/// Load a session from JSON.
-using load_atom = caf::atom_constant<caf::atom("m_load")>;
-/// Internal: start a request actor.
-using run_atom = caf::atom_constant<caf::atom("m_run")>;
-/// Internal: wake up (retry timers, rate-limit timers).
-using tick_atom = caf::atom_constant<caf::atom("m_tick")>;
+// The atoms of every protocol are in maritaca/atoms.hpp.
 
 // -- input
 // ----------------------------------------------------------------------

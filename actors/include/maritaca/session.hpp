@@ -8,6 +8,7 @@
 /// consistent. `chat_session` is the RAII handle for plain code -- the
 /// seed's async context manager: the history is gone when it goes.
 
+#include "maritaca/atoms.hpp"
 #include "maritaca/chat_model.hpp"
 #include "maritaca/messages.hpp"
 
@@ -20,9 +21,6 @@
 #include <vector>
 
 namespace maritaca {
-
-/// Append messages to a session's history without asking.
-using append_atom = caf::atom_constant<caf::atom("m_append")>;
 
 /// Settings of a session.
 struct session_config {

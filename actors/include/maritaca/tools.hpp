@@ -17,6 +17,7 @@
 /// (`$.city: expected string, got number`). A tool spec whose schema is not
 /// a JSON object is `errc::invalid_argument` (the caller's mistake).
 
+#include "maritaca/atoms.hpp"
 #include "maritaca/chat_model.hpp"
 #include "maritaca/error.hpp"
 #include "maritaca/messages.hpp"
@@ -38,10 +39,6 @@ class actor_system;
 } // namespace caf
 
 namespace maritaca {
-
-/// Call a tool actor: `(tool_call_atom, std::string arguments)` ->
-/// `std::string`.
-using tool_call_atom = caf::atom_constant<caf::atom("m_toolcall")>;
 
 /// A tool implemented by a function: takes the arguments (a JSON object, as
 /// text, already checked against the tool's schema) and returns the result

@@ -10,6 +10,8 @@
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "support/wait.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -51,15 +53,10 @@ std::optional<uint64_t> next_grant(caf::scoped_actor& self,
   return result;
 }
 
-/// Polls `pred` until it holds or 10 s pass (a bound against hangs only).
+/// Waits for `pred`, bounded by 10 s (against hangs only).
 template <class Pred>
 bool eventually(Pred pred) {
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
+  return test::eventually(pred, 10s, 10ms);
 }
 
 std::unique_ptr<caf::actor_system_config> cluster_cfg() {

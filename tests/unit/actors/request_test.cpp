@@ -1,7 +1,7 @@
 // In-memory tests of the request actor's pure parts: the retry policy and
 // the aggregation of streamed chunks.
 
-#include "maritaca/request.hpp"
+#include "request.hpp"
 
 #include <catch2/catch.hpp>
 

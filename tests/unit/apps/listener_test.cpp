@@ -9,6 +9,8 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include "support/wait.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <netinet/in.h>
@@ -47,16 +49,7 @@ bool connect_to(net::io_context& ioc, uint16_t port, tcp::socket& out) {
   return !ec;
 }
 
-/// Waits (bounded) until `pred` holds.
-template <class Pred>
-bool eventually(Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using maritaca::test::eventually;
 
 } // namespace
 

@@ -8,6 +8,7 @@
 /// io_context never runs inside an actor, and Asio handlers never touch actor
 /// state: they only send messages.
 
+#include "maritaca/atoms.hpp"
 #include "maritaca/transport/http_client.hpp"
 #include "maritaca/transport/sse_parser.hpp"
 #include "maritaca/types.hpp"
@@ -23,26 +24,17 @@
 
 namespace maritaca::transport {
 
-/// Starts an exchange: `(exchange_atom, call)`.
-using exchange_atom = caf::atom_constant<caf::atom("mx_xchg")>;
-/// Cancels an exchange: `(cancel_atom, tag)`.
-using cancel_atom = caf::atom_constant<caf::atom("mx_cancel")>;
-/// Acknowledges chunk batches: `(ack_atom, tag, count)`.
-using ack_atom = caf::atom_constant<caf::atom("mx_ack")>;
-/// Event: `(chunks_atom, tag, sse::chunk_batch)`.
-using chunks_atom = caf::atom_constant<caf::atom("mx_chunks")>;
-/// Event: `(completion_atom, tag, chat_completion)`.
-using completion_atom = caf::atom_constant<caf::atom("mx_compl")>;
-/// Event: `(models_atom, tag, std::vector<model_info>)`.
-using models_atom = caf::atom_constant<caf::atom("mx_models")>;
-/// Event: `(body_atom, tag, response_head, std::string)`.
-using body_atom = caf::atom_constant<caf::atom("mx_body")>;
-/// Event: `(done_atom, tag)` -- a stream ended with `[DONE]`.
-using done_atom = caf::atom_constant<caf::atom("mx_done")>;
-/// Event: `(failed_atom, tag, failure)`.
-using failed_atom = caf::atom_constant<caf::atom("mx_failed")>;
-/// Asks for pool counters: `(stats_atom)` -> `pool_stats`.
-using stats_atom = caf::atom_constant<caf::atom("mx_stats")>;
+// The transport's atoms (maritaca/atoms.hpp), under their old names here.
+using maritaca::ack_atom;
+using maritaca::body_atom;
+using maritaca::cancel_atom;
+using maritaca::chunks_atom;
+using maritaca::completion_atom;
+using maritaca::done_atom;
+using maritaca::exchange_atom;
+using maritaca::failed_atom;
+using maritaca::models_atom;
+using maritaca::stats_atom;
 
 /// How the transport decodes a successful (2xx) response.
 enum class expect : uint8_t {

@@ -9,7 +9,8 @@
 /// actors between asks (spawning and ending an actor per ask cost more than
 /// the rest of the actor work of an ask).
 
-#include "maritaca/dispatcher.hpp"
+#include "dispatcher_impl.hpp"
+
 #include "maritaca/messages.hpp"
 #include "maritaca/transport/transport_actor.hpp"
 
@@ -44,7 +45,7 @@ struct request_job {
   /// The dispatcher that owns the actor: after each job the actor reports
   /// `(settle_atom, ask id, tokens used or -1)` to it and waits for the
   /// next one. Null: the actor quits after this job.
-  dispatcher_actor owner;
+  detail::dispatcher_impl owner;
 };
 
 /// Spawns an idle request actor. `(run_atom, request_job)` starts a job
