@@ -40,16 +40,6 @@ namespace maritaca::gateway {
 
 namespace {
 
-bool iequals(std::string_view x, std::string_view y) noexcept {
-  if (x.size() != y.size()) return false;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    auto a = static_cast<unsigned char>(x[i]);
-    auto b = static_cast<unsigned char>(y[i]);
-    if (std::tolower(a) != std::tolower(b)) return false;
-  }
-  return true;
-}
-
 int hex_value(char c) noexcept {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -80,7 +70,7 @@ std::string url_decode(std::string_view s) {
 
 std::string_view request::header(std::string_view name) const noexcept {
   for (auto& h : headers)
-    if (iequals(h.name, name)) return h.value;
+    if (boost::beast::iequals(h.name, name)) return h.value;
   return {};
 }
 
