@@ -1,16 +1,14 @@
 #include "maritaca/dispatcher.hpp"
 
-#include "bucket.hpp"
 #include "deadline_timer.hpp"
-
-#include "maritaca/error.hpp"
-#include "maritaca/transport/wire.hpp"
+#include "dispatcher_state.hpp"
 #include "request.hpp"
+
+#include "maritaca/transport/wire.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/exit_reason.hpp>
-#include <caf/io/middleman.hpp>
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -22,131 +20,9 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
-
 namespace maritaca {
 
-namespace {
-
-using clock_type = std::chrono::steady_clock;
-
-using detail::rate_budget;
-
-/// No deadline.
-constexpr auto never = clock_type::time_point::max();
-
-/// An ask waiting for a slot.
-struct pending {
-  maritaca::ask ask;
-  caf::typed_response_promise<ai_message> rp;
-  /// End of the whole ask (`ask_options::timeout`).
-  clock_type::time_point deadline = never;
-  /// End of its wait in the queue (`limits::max_queue_wait`).
-  clock_type::time_point queue_deadline = never;
-};
-
-/// A running request actor.
-struct running {
-  caf::actor worker;
-  /// End of the whole ask; `never` once the worker was told that it passed.
-  clock_type::time_point deadline = never;
-  /// Tokens taken from the token bucket at admission.
-  double estimate = 0;
-  /// The cluster lease it holds (0: none).
-  uint64_t lease = 0;
-  /// Whether `estimate` is the usage the server reported.
-  bool settled = false;
-};
-
-/// The dispatcher's side of a cluster: its link to the shared limiter.
-struct cluster_link {
-  cluster_config cfg;
-  /// Where the limiter is published (joiners).
-  std::string host;
-  uint16_t port = 0;
-  /// The limiter while joined (or during the handshake); null otherwise.
-  caf::actor limiter;
-  /// A limiter of this process, given at spawn (never re-joined).
-  caf::actor local;
-  cluster_status status = cluster_status::none;
-  /// Bumped whenever the link fails, so that late answers of an old link
-  /// are ignored.
-  uint64_t epoch = 0;
-  /// Last lease id used (ids are never reused).
-  uint64_t next_lease = 0;
-  /// Acquires sent and not yet granted.
-  std::unordered_set<uint64_t> asked;
-  /// Leases granted but not bound to an ask yet.
-  std::vector<uint64_t> spare;
-  /// Renew the leases this often (a third of the limiter's TTL).
-  std::chrono::milliseconds renew_every{1'000};
-
-  bool joined() const noexcept { return status == cluster_status::joined; }
-
-  /// Says `what` on stderr when logging is on.
-  void log(const std::string& what) const {
-    if (cfg.log) std::clog << "maritaca: cluster: " << what << std::endl;
-  }
-
-  /// The limiter's address for messages.
-  std::string where() const {
-    return local ? std::string{"in this process"} : "at " + cfg.join;
-  }
-};
-
-struct dispatcher_state {
-  transport::transport_actor wire;
-  maritaca::endpoint where;
-  maritaca::limits admission;
-  /// Queued asks per lane; `ready` lists the lanes with queued asks in the
-  /// order they take turns.
-  std::unordered_map<uint64_t, std::deque<pending>> lanes;
-  std::deque<uint64_t> ready;
-  /// Queued ask id -> lane (for cancel).
-  std::unordered_map<uint64_t, uint64_t> queued_lane;
-  std::size_t queued = 0;
-  /// Running ask id -> its request actor.
-  std::unordered_map<uint64_t, running> active;
-  /// Every request actor of this dispatcher -> the id of the ask it runs
-  /// (0: idle). Monitored: a down message frees a slot whose actor died.
-  std::unordered_map<caf::actor_addr, uint64_t> by_worker;
-  /// Request actors waiting for their next ask (at most max_concurrency).
-  std::vector<caf::actor> idle;
-  /// The local rate limits (`limits::requests_per_minute`, ...).
-  rate_budget budget;
-  bool tick_scheduled = false;
-  /// When the armed deadline sweep fires (`never`: none armed) and the
-  /// generation of that timer (older timers are ignored).
-  clock_type::time_point sweep_at = never;
-  uint64_t sweep_generation = 0;
-  dispatcher_stats stats;
-  cluster_link cluster;
-
-  /// On exit every queued ask gets `cancelled`, and every request actor an
-  /// exit message (a running one cancels its exchange and answers with
-  /// `cancelled`). Runs on the actor's own thread.
-  ~dispatcher_state() {
-    for (auto& [id, r] : active)
-      caf::anon_send_exit(r.worker, caf::exit_reason::user_shutdown);
-    for (auto& worker : idle)
-      caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
-    auto err = make_error(errc::cancelled, "the dispatcher shut down");
-    for (auto& [lane, q] : lanes)
-      for (auto& p : q)
-        fail_pending(p, err);
-  }
-
-  /// Ends the queued ask `p` with `err` (its subscribers too).
-  static void fail_pending(pending& p, const caf::error& err) {
-    for (auto& s : p.ask.subscribers)
-      caf::anon_send(s, stream_failed{p.ask.id, err});
-    p.rp.deliver(err);
-  }
-
-  static inline const char* name = "maritaca.dispatcher";
-};
-
-using dispatcher_self =
-    caf::stateful_actor<dispatcher_state, detail::dispatcher_impl::base>;
+namespace detail {
 
 /// Estimates the tokens of an ask before it runs: ~4 bytes per token of
 /// prompt, plus the answer bound.
@@ -160,15 +36,6 @@ double estimate_tokens(const ask& x) {
   return static_cast<double>(bytes / 4 + 1) +
          static_cast<double>(x.body.max_tokens.value_or(256));
 }
-
-/// Sends `xs` to the (dynamically typed) limiter `to` under the
-/// dispatcher's identity, so that the limiter knows its client.
-template <class... Ts>
-void tell(dispatcher_self* self, const caf::actor& to, Ts&&... xs) {
-  caf::send_as(caf::actor_cast<caf::actor>(self), to, std::forward<Ts>(xs)...);
-}
-
-void pump(dispatcher_self* self);
 
 void admit(dispatcher_self* self, pending&& p, double estimate,
            uint64_t lease) {
@@ -225,153 +92,6 @@ void finish_active(dispatcher_self* self, uint64_t id, bool reuse) {
   pump(self);
 }
 
-// -- cluster admission
-// ----------------------------------------------------------
-
-/// Requests on the wire allowed at once now: the local limit, cut to the
-/// fallback limit while the shared limiter is unreachable (and to nothing
-/// before the first attempt to join it has ended).
-std::size_t capacity(dispatcher_self* self) {
-  auto& st = self->state;
-  auto max = st.admission.max_concurrency;
-  switch (st.cluster.status) {
-  case cluster_status::joining:
-    return 0;
-  case cluster_status::fallback:
-    return std::min(
-        max, std::max<std::size_t>(st.cluster.cfg.fallback_concurrency, 1));
-  default:
-    return max;
-  }
-}
-
-/// Asks the limiter for as many leases as queued asks could use now.
-void request_leases(dispatcher_self* self, double estimate) {
-  auto& st = self->state;
-  auto& cl = st.cluster;
-  auto room = capacity(self) - std::min(capacity(self), st.active.size());
-  auto want = std::min(st.queued, room);
-  while (cl.asked.size() + cl.spare.size() < want) {
-    auto id = ++cl.next_lease;
-    cl.asked.insert(id);
-    tell(self, cl.limiter, acquire_atom::value, id,
-         static_cast<int64_t>(estimate));
-  }
-}
-
-/// Gives leases that no queued ask needs back to the limiter.
-void release_spare(dispatcher_self* self) {
-  auto& cl = self->state.cluster;
-  for (auto id : cl.spare)
-    tell(self, cl.limiter, release_atom::value, id, int64_t{0});
-  cl.spare.clear();
-}
-
-void join(dispatcher_self* self);
-
-/// The link to the limiter failed (`why`): forget its leases, admit on the
-/// fallback limit and try again later.
-void fail_link(dispatcher_self* self, const std::string& why) {
-  auto& st = self->state;
-  auto& cl = st.cluster;
-  auto was = cl.status;
-  ++cl.epoch;
-  if (cl.limiter) self->demonitor(cl.limiter);
-  cl.limiter = nullptr;
-  cl.asked.clear();
-  cl.spare.clear();
-  // Running asks keep running; their leases died with the link.
-  for (auto& [id, r] : st.active)
-    r.lease = 0;
-  cl.status = cluster_status::fallback;
-  auto limit = std::to_string(capacity(self));
-  if (was == cluster_status::joined) {
-    ++st.stats.cluster_losses;
-    cl.log("lost the limiter " + cl.where() + " (" + why +
-           "); admitting at most " + limit +
-           " at once on the local limit until it is back");
-  } else if (was == cluster_status::joining) {
-    cl.log("cannot join the limiter " + cl.where() + " (" + why +
-           "); admitting at most " + limit +
-           " at once on the local limit until it is reachable");
-  }
-  // A limiter of this process only goes away with it: no re-join.
-  if (!cl.local)
-    self->delayed_send(self, cl.cfg.rejoin_interval, join_atom::value);
-  pump(self);
-}
-
-/// Renews the leases (and checks that the limiter answers) once.
-void renew(dispatcher_self* self, bool handshake) {
-  auto& cl = self->state.cluster;
-  auto epoch = cl.epoch;
-  self->request(cl.limiter, cl.cfg.join_timeout, renew_atom::value)
-      .then(
-          [=](uint64_t, int64_t ttl_ms) {
-            auto& cl = self->state.cluster;
-            if (epoch != cl.epoch) return;
-            cl.renew_every = std::max(std::chrono::milliseconds{ttl_ms / 3},
-                                      std::chrono::milliseconds{10});
-            if (handshake) {
-              auto was = cl.status;
-              cl.status = cluster_status::joined;
-              cl.log((was == cluster_status::fallback ? "re-joined the limiter "
-                                                      : "joined the limiter ") +
-                     cl.where());
-              pump(self);
-            }
-            // The tick carries the epoch: a tick of an old link is dropped,
-            // so each link has exactly one renewal cycle.
-            self->delayed_send(self, cl.renew_every, renew_atom::value, epoch);
-          },
-          [=](caf::error& err) {
-            if (epoch == self->state.cluster.epoch)
-              fail_link(self, "no answer to a renewal: " + to_string(err));
-          });
-}
-
-/// Starts with `limiter` (monitored: its down message is the link's loss).
-void handshake(dispatcher_self* self, caf::actor limiter) {
-  auto& cl = self->state.cluster;
-  cl.limiter = std::move(limiter);
-  self->monitor(cl.limiter);
-  renew(self, true);
-}
-
-/// Connects to the limiter (a joiner through the middleman, asynchronously).
-void join(dispatcher_self* self) {
-  auto& cl = self->state.cluster;
-  if (cl.local) {
-    handshake(self, cl.local);
-    return;
-  }
-  if (!self->system().has_middleman()) {
-    // Nothing to retry: fall back for good.
-    cl.cfg.rejoin_interval = std::chrono::hours{24};
-    fail_link(self, "the actor system has no middleman, see "
-                    "maritaca::configure_cluster");
-    return;
-  }
-  auto epoch = cl.epoch;
-  auto mm = self->system().middleman().actor_handle();
-  self->request(mm, cl.cfg.join_timeout, caf::connect_atom::value, cl.host,
-                cl.port)
-      .then(
-          [=](caf::node_id&, caf::strong_actor_ptr& ptr,
-              std::set<std::string>&) {
-            if (epoch != self->state.cluster.epoch) return;
-            if (!ptr) {
-              fail_link(self, "no actor published there");
-              return;
-            }
-            handshake(self, caf::actor_cast<caf::actor>(ptr));
-          },
-          [=](caf::error& err) {
-            if (epoch == self->state.cluster.epoch)
-              fail_link(self, to_string(err));
-          });
-}
-
 /// Returns whether an ask of `estimate` tokens may start now without a
 /// cluster lease, and takes its budget if so.
 bool admissible(dispatcher_self* self, double estimate) {
@@ -384,15 +104,11 @@ bool admissible(dispatcher_self* self, double estimate) {
   return true;
 }
 
-/// Admits queued asks while slots, the rate budget and (joined) leases
-/// allow.
 void pump(dispatcher_self* self) {
   auto& st = self->state;
   auto& cl = st.cluster;
-  while (!st.ready.empty() && st.active.size() < capacity(self)) {
-    auto lane = st.ready.front();
-    auto& q = st.lanes[lane];
-    auto estimate = estimate_tokens(q.front().ask);
+  while (!st.queue.empty() && st.active.size() < capacity(self)) {
+    auto estimate = estimate_tokens(st.queue.front().ask);
     auto wait = st.budget.wait_for(estimate);
     if (wait.count() > 0) {
       if (!st.tick_scheduled) {
@@ -412,19 +128,12 @@ void pump(dispatcher_self* self) {
       cl.spare.pop_back();
     }
     st.budget.take(estimate);
-    auto p = std::move(q.front());
-    q.pop_front();
-    st.ready.pop_front();
-    if (q.empty())
-      st.lanes.erase(lane);
-    else
-      st.ready.push_back(lane); // round robin: the lane goes last
-    st.queued_lane.erase(p.ask.id);
-    --st.queued;
-    st.stats.queued = st.queued;
+    // Round robin: the lane goes last.
+    auto p = st.queue.pop();
+    st.stats.queued = st.queue.size();
     admit(self, std::move(p), estimate, lease);
   }
-  if (cl.joined() && st.ready.empty()) release_spare(self);
+  if (cl.joined() && st.queue.empty()) release_spare(self);
 }
 
 void on_worker_down(dispatcher_self* self, const caf::down_msg& msg) {
@@ -447,22 +156,10 @@ void on_worker_down(dispatcher_self* self, const caf::down_msg& msg) {
 /// Ends a queued ask with `why`; returns whether it was queued.
 bool drop_queued(dispatcher_self* self, uint64_t id, failure why) {
   auto& st = self->state;
-  auto i = st.queued_lane.find(id);
-  if (i == st.queued_lane.end()) return false;
-  auto lane = i->second;
-  st.queued_lane.erase(i);
-  auto& q = st.lanes[lane];
-  auto j =
-      std::find_if(q.begin(), q.end(), [&](auto& p) { return p.ask.id == id; });
-  if (j == q.end()) return false;
-  dispatcher_state::fail_pending(*j, make_error(std::move(why)));
-  q.erase(j);
-  --st.queued;
-  st.stats.queued = st.queued;
-  if (q.empty()) {
-    st.lanes.erase(lane);
-    st.ready.erase(std::find(st.ready.begin(), st.ready.end(), lane));
-  }
+  auto p = st.queue.remove(id);
+  if (!p) return false;
+  dispatcher_state::fail_pending(*p, make_error(std::move(why)));
+  st.stats.queued = st.queue.size();
   return true;
 }
 
@@ -497,38 +194,29 @@ void sweep(dispatcher_self* self) {
       next = std::min(next, r.deadline);
     }
   }
-  for (auto lane = st.lanes.begin(); lane != st.lanes.end();) {
-    auto& q = lane->second;
-    auto expired = [&](pending& p) {
-      failure why;
-      if (p.deadline <= now)
-        why = ask_deadline_failure();
-      else if (p.queue_deadline <= now)
-        why = make_timeout(deadline::queue,
-                           "no slot became free within the queue bound");
-      else
-        return false;
-      ++st.stats.timed_out;
-      st.queued_lane.erase(p.ask.id);
-      dispatcher_state::fail_pending(p, make_error(std::move(why)));
-      return true;
-    };
-    q.erase(std::remove_if(q.begin(), q.end(), expired), q.end());
-    for (auto& p : q)
-      next = std::min({next, p.deadline, p.queue_deadline});
-    if (q.empty()) {
-      st.ready.erase(std::find(st.ready.begin(), st.ready.end(), lane->first));
-      lane = st.lanes.erase(lane);
-    } else {
-      ++lane;
-    }
-  }
-  st.queued = st.queued_lane.size();
-  st.stats.queued = st.queued;
+  st.queue.remove_if([&](pending& p) {
+    failure why;
+    if (p.deadline <= now)
+      why = ask_deadline_failure();
+    else if (p.queue_deadline <= now)
+      why = make_timeout(deadline::queue,
+                         "no slot became free within the queue bound");
+    else
+      return false;
+    ++st.stats.timed_out;
+    dispatcher_state::fail_pending(p, make_error(std::move(why)));
+    return true;
+  });
+  st.queue.for_each([&](pending& p) {
+    next = std::min({next, p.deadline, p.queue_deadline});
+  });
+  st.stats.queued = st.queue.size();
   arm_sweep(self, next);
 }
 
-} // namespace
+} // namespace detail
+
+using namespace detail;
 
 dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
                                   transport::transport_actor wire,
@@ -593,7 +281,7 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           // Out-of-range values and unknown roles never reach the wire.
           if (auto bad = wire::validate_request(x.body))
             return refuse(make_error(std::move(bad)));
-          if (st.queued >= st.admission.max_queue) {
+          if (st.queue.size() >= st.admission.max_queue) {
             ++st.stats.rejected;
             return refuse(make_error(
                 errc::overloaded, "dispatcher queue full (" +
@@ -605,7 +293,7 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           if (p.ask.options.timeout.count() > 0)
             p.deadline = now + p.ask.options.timeout;
           // Nobody waiting and a slot free: straight on (no lane queue).
-          if (st.ready.empty()) {
+          if (st.queue.empty()) {
             auto estimate = estimate_tokens(p.ask);
             if (admissible(self, estimate)) {
               arm_sweep(self, p.deadline);
@@ -616,12 +304,8 @@ dispatcher_actor spawn_dispatcher(caf::actor_system& sys,
           if (st.admission.max_queue_wait.count() > 0)
             p.queue_deadline = now + st.admission.max_queue_wait;
           arm_sweep(self, std::min(p.deadline, p.queue_deadline));
-          auto& q = st.lanes[lane];
-          if (q.empty()) st.ready.push_back(lane);
-          st.queued_lane.emplace(p.ask.id, lane);
-          q.push_back(std::move(p));
-          ++st.queued;
-          st.stats.queued = st.queued;
+          st.queue.push(lane, std::move(p));
+          st.stats.queued = st.queue.size();
           pump(self);
           return rp;
         },
