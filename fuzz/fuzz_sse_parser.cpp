@@ -6,6 +6,7 @@
 
 #include "maritaca/transport/sse_parser.hpp"
 #include "maritaca/transport/wire.hpp"
+#include "stream_chunk.hpp"
 
 #include "fuzz_util.hpp"
 

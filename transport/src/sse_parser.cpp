@@ -1,5 +1,7 @@
 #include "maritaca/transport/sse_parser.hpp"
 
+#include "stream_chunk.hpp"
+
 #include "maritaca/transport/wire.hpp"
 
 #include <algorithm>

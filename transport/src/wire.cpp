@@ -14,6 +14,8 @@
 
 #include "maritaca/transport/wire.hpp"
 
+#include "stream_chunk.hpp"
+
 // RapidJSON in a namespace of this file alone: it may then be configured
 // here unlike in other files without breaking the one-definition rule.
 // Not with RAPIDJSON_SSE2: the SSE2 string scan of RapidJSON 1.1.0 (the

@@ -1,6 +1,7 @@
 // Unit tests of the SSE parser, format_data and the chunk decoder.
 
 #include "maritaca/transport/sse_parser.hpp"
+#include "stream_chunk.hpp"
 
 #include "maritaca/transport/wire.hpp"
 

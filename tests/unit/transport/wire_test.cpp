@@ -1,6 +1,7 @@
 // Unit tests of the JSON codec (maritaca/transport/wire.hpp), in memory.
 
 #include "maritaca/transport/wire.hpp"
+#include "stream_chunk.hpp"
 
 #include <catch2/catch.hpp>
 

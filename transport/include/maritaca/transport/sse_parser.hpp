@@ -122,9 +122,10 @@ struct chunk_batch {
 ///
 /// The chunks of a stream differ mostly in their content: the decoder
 /// remembers the last fully decoded chunk of the common form (see
-/// `wire::chunk_layout`) with the bytes around its content, and a chunk
-/// with the same bytes around plain content text is then copied from it
-/// instead of parsed. The chunks are the same as decoding each event alone.
+/// the chunk layout of transport/src/stream_chunk.hpp) with the bytes around
+/// its content, and a chunk with the same bytes around plain content text is
+/// then copied from it instead of parsed. The chunks are the same as decoding
+/// each event alone.
 class chunk_decoder {
 public:
   /// Creates a decoder whose events may not exceed `max_event_bytes`.

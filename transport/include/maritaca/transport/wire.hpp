@@ -46,37 +46,6 @@ std::string encode_chunk(const completion_chunk& x);
 /// Decodes a stream chunk.
 failure decode_chunk(std::string_view json, completion_chunk& out);
 
-/// Where the content string of a decoded stream chunk lay in its JSON text
-/// (see `decode_stream_chunk`).
-struct chunk_layout {
-  /// The chunk is one a decoder may memoize: one choice whose content was
-  /// set exactly once, by the string token in [`content_begin`,
-  /// `content_end`) (quotes included); no tool calls, no usage. Every other
-  /// chunk with the same bytes before and after that token, and a token
-  /// for which `is_plain_json_text` holds between the quotes, decodes to
-  /// the same chunk with that text as its content.
-  bool memo = false;
-  /// Offset of the opening quote.
-  std::size_t content_begin = 0;
-  /// Offset just past the closing quote.
-  std::size_t content_end = 0;
-};
-
-/// Decodes the data of one stream event: when `json` is an error payload
-/// (see `is_error_payload`) sets `error_payload` and returns an empty
-/// failure, leaving `out` unspecified; else does what `decode_chunk` does.
-/// One pass over a chunk instead of two. When `layout` is given, it tells
-/// where the content lay (its `memo` is false unless the common, strict
-/// form of a chunk was decoded).
-failure decode_stream_chunk(std::string_view json, completion_chunk& out,
-                            bool& error_payload,
-                            chunk_layout* layout = nullptr);
-
-/// Returns whether `text` may stand between the quotes of a JSON string
-/// as it is: well-formed UTF-8 without quotes, backslashes or control
-/// characters (so it needs no unescaping).
-bool is_plain_json_text(std::string_view text) noexcept;
-
 /// Encodes the body of `GET /models`.
 std::string encode_models(const std::vector<model_info>& xs);
 
