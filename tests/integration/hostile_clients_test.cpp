@@ -119,15 +119,6 @@ fixture& env() {
   return f;
 }
 
-/// The peak resident set of `pid` so far (VmHWM), in bytes.
-long peak_rss_of(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6) * 1024;
-  return -1;
-}
-
 /// Sends `head`, then `filler` over and over (up to 64 MiB), as a peer
 /// whose chunk line, extension or trailer never ends. Returns what the
 /// server answered before closing.
@@ -158,7 +149,7 @@ TEST_CASE("chunk lines, extensions and trailers that never end are refused") {
                 t.auth +
                 "Content-Type: application/json\r\n"
                 "Transfer-Encoding: chunked\r\n\r\n";
-    auto before = peak_rss_of(t.pid);
+    auto before = test::memory_of(t.pid, "VmHWM");
     REQUIRE(before > 0);
     // Three connections at once, one per trick.
     std::vector<std::string> answers(3);
@@ -177,7 +168,7 @@ TEST_CASE("chunk lines, extensions and trailers that never end are refused") {
       // 400 and closed (or closed at once): never read on and on.
       CHECK((a.empty() || a.rfind("HTTP/1.1 400", 0) == 0));
     }
-    auto growth = peak_rss_of(t.pid) - before;
+    auto growth = test::memory_of(t.pid, "VmHWM") - before;
     INFO("peak RSS grew by " << growth / 1024 << " KiB");
     CHECK(growth < (test::under_asan ? 32 : 8) * 1024 * 1024);
     // And the server goes on serving.

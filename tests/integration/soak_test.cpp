@@ -37,15 +37,6 @@ using clock_type = std::chrono::steady_clock;
 /// Allowed RSS growth after the warm-up.
 constexpr long max_growth_bytes = 16L << 20;
 
-/// The resident set size of this process in bytes (from /proc/self/statm).
-long rss_bytes() {
-  std::ifstream in{"/proc/self/statm"};
-  long size = 0;
-  long resident = 0;
-  in >> size >> resident;
-  return resident * sysconf(_SC_PAGESIZE);
-}
-
 std::chrono::seconds soak_duration() {
   if (auto s = std::getenv("MARITACA_SOAK_SECONDS"); s && *s)
     return std::chrono::seconds{std::max(5L, std::atol(s))};
@@ -173,7 +164,7 @@ TEST_CASE("mixed load for a while does not grow the resident set") {
   while (clock_type::now() < stop_at && !stop) {
     std::this_thread::sleep_for(1s);
     auto at = std::chrono::duration<double>(clock_type::now() - start).count();
-    samples.emplace_back(at, rss_bytes());
+    samples.emplace_back(at, test::memory_of(0, "VmRSS"));
     if (baseline < 0 && clock_type::now() - start >= warm_up)
       baseline = samples.back().second;
   }
@@ -181,7 +172,7 @@ TEST_CASE("mixed load for a while does not grow the resident set") {
     w.join();
   samples.emplace_back(
       std::chrono::duration<double>(clock_type::now() - start).count(),
-      rss_bytes());
+      test::memory_of(0, "VmRSS"));
 
   long peak_after = 0;
   for (auto& [at, rss] : samples)

@@ -337,14 +337,6 @@ std::string slurp(const std::string& path) {
   return out.str();
 }
 
-long rss_bytes_of(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6) * 1024;
-  return 0;
-}
-
 } // namespace
 
 program_run run_program(const std::string& program,
@@ -384,7 +376,7 @@ program_run run_program(const std::string& program,
   }
   int status = 0;
   while (::waitpid(pid, &status, WNOHANG) == 0) {
-    r.max_rss = std::max(r.max_rss, rss_bytes_of(pid));
+    r.max_rss = std::max(r.max_rss, std::max(0L, memory_of(pid, "VmRSS")));
     if (std::chrono::steady_clock::now() - start > limit) ::kill(pid, SIGKILL);
     std::this_thread::sleep_for(std::chrono::milliseconds{5});
   }
@@ -418,6 +410,18 @@ sim_stats read_stats(const sim_process& sim) {
 void reset_stats(const sim_process& sim) {
   std::string body;
   http_post(sim.port(), "/sim/stats/reset", "{}", body);
+}
+
+long memory_of(pid_t pid, const char* field) {
+  auto path = pid == 0 ? std::string{"/proc/self/status"}
+                       : "/proc/" + std::to_string(pid) + "/status";
+  std::ifstream in{path};
+  std::string key = std::string{field} + ":";
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0)
+      return std::atol(line.c_str() + key.size()) * 1024;
+  return -1;
 }
 
 } // namespace maritaca::test

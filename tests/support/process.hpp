@@ -156,6 +156,11 @@ sim_stats read_stats(const sim_process& sim);
 /// Resets the simulator's counters.
 void reset_stats(const sim_process& sim);
 
+/// A memory figure of process `pid` (0: this process) in bytes, from
+/// /proc/PID/status: `field` is e.g. "VmRSS" (resident now) or "VmHWM" (the
+/// peak so far). -1 when unknown.
+long memory_of(pid_t pid, const char* field);
+
 /// What a program printed and how it ended.
 struct program_run {
   /// The exit status (-1 when it did not exit normally).

@@ -186,14 +186,6 @@ raw_result roundtrip(int port, const std::string& raw,
   return r;
 }
 
-long rss_of(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6) * 1024;
-  return -1;
-}
-
 // -- scripted_server ----------------------------------------------------------
 
 scripted_server::scripted_server(script fn) : fn_(std::move(fn)) {

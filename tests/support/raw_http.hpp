@@ -88,9 +88,6 @@ raw_result roundtrip(int port, const std::string& raw,
                      std::chrono::milliseconds timeout = std::chrono::seconds{
                          30});
 
-/// The resident set of process `pid` in bytes (`/proc/PID/status`), or -1.
-long rss_of(pid_t pid);
-
 /// A scripted HTTP server on 127.0.0.1 that answers no request on its own:
 /// for each connection it reads the request head (and a Content-Length
 /// body), then hands the socket to the script, which writes whatever it
